@@ -28,6 +28,7 @@ pub mod codec;
 pub mod envelope;
 pub mod ids;
 pub mod msgpack;
+pub mod params;
 pub mod protocol;
 pub mod value;
 

@@ -1,0 +1,142 @@
+//! Every knob of the server, with wslink's defaults where wslink has one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wslink_core::attachments::AttachmentLimits;
+use wslink_core::chunking::UnchunkLimits;
+use wslink_core::codec::{v1, v2};
+use wslink_core::protocol::DEFAULT_MAX_MSG_SIZE;
+use wslink_core::Generation;
+
+/// Bounds that keep one connection from taking more than its share.
+///
+/// Each is a hard limit: crossing it gets the offending message an error
+/// reply or the connection a close frame that says which limit it hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message accepted before a successful hello (wslink: 512 bytes,
+    /// `WSLINK_AUTH_MSG_SIZE`). Applies to 2.x declared sizes and 1.x text.
+    pub pre_auth_max_message_size: usize,
+    /// Largest complete message accepted after hello: a 2.x reassembled
+    /// message, or a 1.x attachment frame.
+    pub max_message_size: usize,
+    /// Largest 1.x JSON text frame after hello.
+    pub max_text_size: usize,
+    /// Largest single frame a 2.x client may send; announced in the hello
+    /// reply as `maxMsgSize` so clients chunk below it (wslink: 4 MiB).
+    pub max_frame_size: usize,
+    /// Partial 2.x messages being reassembled at once.
+    pub max_pending_messages: usize,
+    /// Bytes held across partial 2.x messages and unclaimed 1.x attachments.
+    pub max_pending_bytes: usize,
+    /// Nesting depth of arrays and maps.
+    pub max_depth: usize,
+    /// Calls from one connection running at once; the connection is not read
+    /// further until one finishes (backpressure, nothing is dropped).
+    pub max_in_flight_calls: usize,
+    /// Bytes queued for one client before the publish policy applies.
+    pub outbound_queue_bytes: usize,
+    /// Messages queued for one client before the publish policy applies.
+    pub outbound_queue_messages: usize,
+    /// Messages a client may send before a successful hello.
+    pub max_pre_auth_messages: usize,
+    /// Failed hellos before the connection is closed.
+    pub max_auth_failures: usize,
+    /// Time a connection has to complete its hello.
+    pub hello_deadline: Duration,
+    /// Open WebSocket connections, authenticated or not.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let unchunk = UnchunkLimits::default();
+        Limits {
+            pre_auth_max_message_size: unchunk.pre_auth_max_message_size,
+            max_message_size: unchunk.max_message_size,
+            max_text_size: v1::DEFAULT_MAX_TEXT_SIZE,
+            max_frame_size: DEFAULT_MAX_MSG_SIZE,
+            max_pending_messages: unchunk.max_pending_messages,
+            max_pending_bytes: unchunk.max_pending_bytes,
+            max_depth: wslink_core::msgpack::DEFAULT_MAX_DEPTH,
+            max_in_flight_calls: 256,
+            outbound_queue_bytes: 64 * 1024 * 1024,
+            outbound_queue_messages: 4096,
+            max_pre_auth_messages: 16,
+            max_auth_failures: 5,
+            hello_deadline: Duration::from_secs(30),
+            max_connections: 16_384,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn v2(&self) -> v2::DecodeLimits {
+        v2::DecodeLimits {
+            unchunk: UnchunkLimits {
+                pre_auth_max_message_size: self.pre_auth_max_message_size,
+                max_message_size: self.max_message_size,
+                max_pending_messages: self.max_pending_messages,
+                max_pending_bytes: self.max_pending_bytes,
+            },
+            max_depth: self.max_depth,
+        }
+    }
+
+    pub(crate) fn v1(&self) -> v1::DecodeLimits {
+        v1::DecodeLimits {
+            max_text_size: self.max_text_size,
+            attachments: AttachmentLimits {
+                max_announced: self.max_pending_messages.max(16) * 16,
+                max_held_bytes: self.max_pending_bytes,
+            },
+        }
+    }
+
+    /// The largest WebSocket frame the socket layer reads at all: a 2.x
+    /// chunk, a 1.x text frame or a 1.x attachment, whichever is largest.
+    pub(crate) fn socket_frame_limit(&self) -> usize {
+        // wslink's aiohttp server allows 4 KiB over maxMsgSize; so do we.
+        (self.max_frame_size + 4096)
+            .max(self.max_text_size)
+            .max(self.max_message_size)
+    }
+}
+
+/// How the server runs: where, for whom, and for how long.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The shared secret clients send in their hello (`--authKey`).
+    pub secret: String,
+    /// The WebSocket path (`--ws-endpoint`), `/ws` by default.
+    pub ws_endpoint: String,
+    /// A directory served over HTTP on the same port (`--content`).
+    pub content: Option<PathBuf>,
+    /// Seconds without any client before the server stops itself
+    /// (`--timeout`); `None` never stops.
+    pub idle_timeout: Option<Duration>,
+    /// Force one wire generation instead of detecting it per connection.
+    pub generation: Option<Generation>,
+    /// Ping interval; a peer silent for two intervals is dropped.
+    pub keepalive: Option<Duration>,
+    /// How long a graceful shutdown waits for calls and queued frames.
+    pub shutdown_grace: Duration,
+    /// Resource bounds.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            secret: wslink_core::protocol::DEFAULT_SECRET.to_owned(),
+            ws_endpoint: "/ws".to_owned(),
+            content: None,
+            idle_timeout: None,
+            generation: None,
+            keepalive: Some(Duration::from_secs(30)),
+            shutdown_grace: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+}

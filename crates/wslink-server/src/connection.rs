@@ -1,0 +1,608 @@
+//! One WebSocket connection: a reader that decodes frames and dispatches
+//! calls, and a writer that drains the connection's outbound queue.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+use wslink_core::codec::{v1, v2, CodecError, Frame};
+use wslink_core::envelope::{EnvelopeError, Request};
+use wslink_core::protocol::{hello_secret, HelloReply, HELLO_METHOD};
+use wslink_core::{Generation, Message, RpcError};
+
+use crate::context::{CallContext, ConnectionInfo};
+use crate::metrics::{add, inc};
+use crate::outbound::{CloseRequest, Next};
+use crate::publisher::Publisher;
+use crate::server::{ClientSlot, Shared};
+
+enum Decoder {
+    Undecided,
+    V1(v1::Decoder),
+    V2(v2::Decoder),
+}
+
+/// How reading ended, and what the writer should do about it.
+enum End {
+    /// The peer closed or vanished: nothing more to say to it.
+    PeerGone,
+    /// Close with this frame.
+    Close(CloseRequest),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+fn close(code: u16, reason: impl Into<String>) -> End {
+    End::Close(CloseRequest {
+        code,
+        reason: reason.into(),
+        drain: false,
+    })
+}
+
+/// Close after the frames already queued (e.g. a last error reply).
+fn close_after_queue(code: u16, reason: impl Into<String>) -> End {
+    End::Close(CloseRequest {
+        code,
+        reason: reason.into(),
+        drain: true,
+    })
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    slot: Arc<ClientSlot>,
+    info: Arc<ConnectionInfo>,
+    decoder: Decoder,
+    calls: Arc<Semaphore>,
+    auth_failures: usize,
+    pre_auth_messages: usize,
+}
+
+pub(crate) async fn run<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, info: ConnectionInfo)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let span =
+        tracing::info_span!("wslink_connection", client = %info.client_id, peer = ?info.peer);
+    async move {
+        let info = Arc::new(info);
+        let limits = shared.config.limits;
+        let slot = Arc::new(ClientSlot::new(info.client_id.clone(), &limits));
+        inc(&shared.metrics.connections_total);
+        inc(&shared.metrics.connections_open);
+        shared.register(slot.clone());
+        for hook in &shared.on_connect {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&info))).is_err() {
+                tracing::error!("on_connect hook panicked");
+            }
+        }
+        tracing::debug!("connected");
+
+        let (sink, stream) = ws.split();
+        let writer = tokio::spawn(write_loop(sink, slot.clone(), shared.clone()).in_current_span());
+        let mut conn = Conn {
+            shared: shared.clone(),
+            slot: slot.clone(),
+            info: info.clone(),
+            decoder: Decoder::Undecided,
+            calls: Arc::new(Semaphore::new(limits.max_in_flight_calls)),
+            auth_failures: 0,
+            pre_auth_messages: 0,
+        };
+        if let Some(g) = shared.config.generation {
+            conn.choose(g);
+        }
+        let end = conn.read_loop(stream).await;
+
+        // From here on the client gets no publishes.
+        shared.unregister(&info.client_id);
+        let grace = match &end {
+            End::Shutdown => {
+                // Let in-flight calls deliver their replies before closing.
+                let all = limits.max_in_flight_calls as u32;
+                let _ = tokio::time::timeout(
+                    shared.config.shutdown_grace,
+                    conn.calls.acquire_many(all),
+                )
+                .await;
+                slot.outbound.close(CloseRequest {
+                    code: 1001,
+                    reason: "server shutting down".into(),
+                    drain: true,
+                });
+                shared.config.shutdown_grace
+            }
+            End::Close(request) => {
+                inc(&shared.metrics.protocol_errors);
+                tracing::info!(code = request.code, reason = %request.reason, "closing connection");
+                slot.outbound.close(request.clone());
+                Duration::from_secs(1)
+            }
+            End::PeerGone => {
+                slot.outbound.mark_dead();
+                slot.outbound.close(CloseRequest {
+                    code: 1000,
+                    reason: String::new(),
+                    drain: false,
+                });
+                Duration::from_millis(100)
+            }
+        };
+        let mut writer = writer;
+        if tokio::time::timeout(grace, &mut writer).await.is_err() {
+            writer.abort();
+        }
+        for hook in &shared.on_close {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| hook(&info.client_id))).is_err() {
+                tracing::error!("on_close hook panicked");
+            }
+        }
+        shared
+            .metrics
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+impl Conn {
+    fn choose(&mut self, generation: Generation) {
+        let limits = self.shared.config.limits;
+        self.decoder = match generation {
+            Generation::V1 => Decoder::V1(v1::Decoder::new(limits.v1())),
+            Generation::V2 => Decoder::V2(v2::Decoder::new(limits.v2())),
+        };
+        self.slot.set_generation(generation);
+    }
+
+    fn generation(&self) -> Generation {
+        self.slot.generation().unwrap_or(Generation::V2)
+    }
+
+    async fn read_loop<S>(&mut self, mut stream: SplitStream<WebSocketStream<S>>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let hello_deadline = tokio::time::sleep(config.limits.hello_deadline);
+        tokio::pin!(hello_deadline);
+        let keepalive = config
+            .keepalive
+            .unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut last_heard = Instant::now();
+        let mut shutdown = shared.shutdown.subscribe();
+        let slot = self.slot.clone();
+        loop {
+            let result = tokio::select! {
+                frame = stream.next() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        None => return End::PeerGone,
+                        Some(Err(e)) => return socket_error(e),
+                        Some(Ok(msg)) => self.on_frame(msg).await,
+                    }
+                }
+                _ = &mut hello_deadline, if !self.slot.is_authenticated() => {
+                    let secs = config.limits.hello_deadline.as_secs_f64();
+                    Err(close(1008, format!("no successful wslink.hello within {secs} s")))
+                }
+                _ = ticker.tick(), if config.keepalive.is_some() => {
+                    if last_heard.elapsed() > keepalive * 2 {
+                        return close(1001, "keepalive timeout: peer silent");
+                    }
+                    self.slot.outbound.request_ping();
+                    Ok(())
+                }
+                _ = slot.outbound.closing() => {
+                    // Someone else (a publisher) decided to close this connection.
+                    return match slot.outbound.close_requested() {
+                        Some(request) => End::Close(request),
+                        None => End::PeerGone,
+                    };
+                }
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return End::Shutdown,
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, msg: WsMessage) -> Result<(), End> {
+        let metrics = &self.shared.metrics;
+        match msg {
+            WsMessage::Binary(data) => {
+                inc(&metrics.frames_in);
+                add(&metrics.bytes_in, data.len());
+                self.on_binary(data).await
+            }
+            WsMessage::Text(text) => {
+                inc(&metrics.frames_in);
+                add(&metrics.bytes_in, text.len());
+                self.on_text(text).await
+            }
+            WsMessage::Close(_) => Err(End::PeerGone),
+            // tungstenite answers pings itself; any frame counts as a sign of life.
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(()),
+        }
+    }
+
+    async fn on_binary(&mut self, data: Bytes) -> Result<(), End> {
+        if matches!(self.decoder, Decoder::Undecided) {
+            self.choose(Generation::from_first_frame(true));
+        }
+        let limits = self.shared.config.limits;
+        let authenticated = self.slot.is_authenticated();
+        let decoded = match &mut self.decoder {
+            Decoder::V2(d) => {
+                let limit = limits.max_frame_size + 4096;
+                if data.len() > limit {
+                    return Err(close(
+                        1009,
+                        format!(
+                            "frame of {} bytes over maxMsgSize; chunk messages to {} bytes",
+                            data.len(),
+                            limits.max_frame_size
+                        ),
+                    ));
+                }
+                d.push(data).map_err(codec_close)?
+            }
+            Decoder::V1(d) => {
+                if !authenticated {
+                    return Err(close(1008, "binary frame before wslink.hello"));
+                }
+                d.push_binary(data).map_err(codec_close)?;
+                None
+            }
+            Decoder::Undecided => None,
+        };
+        match decoded {
+            Some(message) => self.on_message(message).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn on_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
+        if matches!(self.decoder, Decoder::Undecided) {
+            self.choose(Generation::from_first_frame(false));
+        }
+        let limits = self.shared.config.limits;
+        let authenticated = self.slot.is_authenticated();
+        match &mut self.decoder {
+            Decoder::V1(d) => {
+                if !authenticated && text.len() > limits.pre_auth_max_message_size {
+                    return Err(close(
+                        1009,
+                        format!(
+                            "message of {} bytes before wslink.hello; the limit is {}",
+                            text.len(),
+                            limits.pre_auth_max_message_size
+                        ),
+                    ));
+                }
+                match d.push_text(text.as_str()) {
+                    Ok(Some(message)) => self.on_message(message).await,
+                    Ok(None) => Ok(()),
+                    Err(CodecError::Envelope(e)) => self.on_bad_envelope(e),
+                    Err(e) => Err(codec_close(e)),
+                }
+            }
+            _ => Err(close(
+                1003,
+                "text frame on a wslink 2.x connection (2.x sends binary frames only)",
+            )),
+        }
+    }
+
+    fn on_bad_envelope(&mut self, e: EnvelopeError) -> Result<(), End> {
+        match e.id() {
+            // Well-formed enough to answer: say what is wrong and go on.
+            Some(id) => {
+                let id = id.to_owned();
+                let error = RpcError::exception("", format!("invalid request: {e}"), String::new());
+                self.reply(Message::Error { id, error });
+                Ok(())
+            }
+            None => Err(close(1008, format!("not a wslink message: {e}"))),
+        }
+    }
+
+    async fn on_message(&mut self, message: Message) -> Result<(), End> {
+        match message {
+            Message::Request(req) => self.on_request(req).await,
+            Message::Result { id, .. } | Message::Error { id, .. } => {
+                tracing::debug!(%id, "ignoring a reply sent by the client");
+                Ok(())
+            }
+            Message::AttachmentHeader { .. } => Ok(()),
+        }
+    }
+
+    fn reply(&self, message: Message) {
+        let frames = encode_reply(&self.shared, self.generation(), message);
+        self.slot.outbound.push_reply(frames);
+    }
+
+    async fn on_request(&mut self, req: Request) -> Result<(), End> {
+        if req.id.split(':').next() == Some("system") {
+            return self.on_system(req).await;
+        }
+        if !self.slot.is_authenticated() {
+            self.pre_auth_messages += 1;
+            self.reply(Message::Error {
+                id: req.id,
+                error: RpcError::unauthorized(),
+            });
+            if self.pre_auth_messages >= self.shared.config.limits.max_pre_auth_messages {
+                return Err(close_after_queue(
+                    1008,
+                    "too many messages before wslink.hello",
+                ));
+            }
+            return Ok(());
+        }
+        let Some(handler) = self.shared.methods.get(&req.method).cloned() else {
+            inc(&self.shared.metrics.call_errors);
+            self.reply(Message::Error {
+                error: RpcError::method_not_found(&req.method),
+                id: req.id,
+            });
+            return Ok(());
+        };
+        // Waiting here stops reading this connection: backpressure, not loss.
+        let permit = self
+            .calls
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| End::PeerGone)?;
+        inc(&self.shared.metrics.calls);
+        self.shared.set_last_active(&self.info.client_id);
+        let method: Arc<str> = Arc::from(req.method.as_str());
+        let ctx = CallContext {
+            connection: self.info.clone(),
+            method: method.clone(),
+            publisher: Publisher {
+                shared: self.shared.clone(),
+            },
+        };
+        let shared = self.shared.clone();
+        let slot = self.slot.clone();
+        let generation = self.generation();
+        let id = req.id;
+        let span = tracing::debug_span!("wslink_call", %method, %id);
+        tokio::spawn(
+            async move {
+                let outcome = AssertUnwindSafe(handler(ctx, req.args, req.kwargs))
+                    .catch_unwind()
+                    .await;
+                let max_frame = shared.config.limits.max_frame_size;
+                let frames = match outcome {
+                    Ok(Ok(reply)) => match reply.encode(&id, generation, max_frame, &shared.keys) {
+                        Ok(frames) => frames,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "result cannot be serialized");
+                            inc(&shared.metrics.call_errors);
+                            let error = RpcError::result_not_serializable(&method);
+                            encode_reply(&shared, generation, Message::Error { id, error })
+                        }
+                    },
+                    Ok(Err(error)) => {
+                        inc(&shared.metrics.call_errors);
+                        encode_reply(&shared, generation, Message::Error { id, error })
+                    }
+                    Err(panic) => {
+                        inc(&shared.metrics.call_errors);
+                        let text = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        tracing::error!(panic = %text, "handler panicked");
+                        let error = RpcError::exception(
+                            &method,
+                            format!("handler panicked: {text}"),
+                            String::new(),
+                        );
+                        encode_reply(&shared, generation, Message::Error { id, error })
+                    }
+                };
+                slot.outbound.push_reply(frames);
+                drop(permit);
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    async fn on_system(&mut self, req: Request) -> Result<(), End> {
+        if req.method != HELLO_METHOD {
+            self.reply(Message::Error {
+                id: req.id,
+                error: RpcError::new(
+                    wslink_core::protocol::codes::METHOD_NOT_FOUND,
+                    wslink_core::protocol::messages::UNKNOWN_SYSTEM_METHOD,
+                ),
+            });
+            return Ok(());
+        }
+        // The secret is never logged, not even on failure.
+        let accepted = match hello_secret(&req) {
+            None => false,
+            Some(secret) => match &self.shared.validator {
+                Some(validate) => {
+                    validate(secret.to_owned(), self.info.client_id.to_string()).await
+                }
+                None => constant_time_eq(secret.as_bytes(), self.shared.config.secret.as_bytes()),
+            },
+        };
+        if !accepted {
+            inc(&self.shared.metrics.auth_failures);
+            self.auth_failures += 1;
+            tracing::info!(failures = self.auth_failures, "hello refused");
+            self.reply(Message::Error {
+                id: req.id,
+                error: RpcError::authentication_failed(),
+            });
+            if self.auth_failures >= self.shared.config.limits.max_auth_failures {
+                return Err(close_after_queue(
+                    1008,
+                    "too many failed wslink.hello attempts",
+                ));
+            }
+            return Ok(());
+        }
+        self.slot.set_authenticated();
+        if let Decoder::V2(d) = &mut self.decoder {
+            d.set_authenticated(true);
+        }
+        let generation = self.generation();
+        let hello = HelloReply {
+            client_id: self.info.client_id.to_string(),
+            // 1.x servers do not announce a size; 1.x clients never chunk.
+            max_msg_size: (generation == Generation::V2)
+                .then_some(self.shared.config.limits.max_frame_size as u64),
+        };
+        tracing::debug!(%generation, "hello accepted");
+        self.reply(Message::Result {
+            id: req.id,
+            result: hello.to_value(),
+        });
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Compare every byte whatever the first difference, so the time taken
+    // says nothing about how much of a guess was right.
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= (*x ^ b.get(i).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// Encodes a reply; an error whose `data` cannot be encoded goes without it.
+fn encode_reply(shared: &Shared, generation: Generation, message: Message) -> Vec<Frame> {
+    let encode = |m: &Message| match generation {
+        Generation::V2 => v2::encode_frames(m, shared.config.limits.max_frame_size),
+        Generation::V1 => v1::encode(m, &shared.keys),
+    };
+    match encode(&message) {
+        Ok(frames) => frames,
+        Err(e) => {
+            tracing::warn!(error = %e, "reply cannot be encoded; sending it without data");
+            let stripped = match message {
+                Message::Error { id, mut error } => {
+                    error.data = None;
+                    Message::Error { id, error }
+                }
+                Message::Result { id, .. } => Message::Error {
+                    id,
+                    error: RpcError::result_not_serializable(""),
+                },
+                other => other,
+            };
+            encode(&stripped).unwrap_or_default()
+        }
+    }
+}
+
+fn codec_close(e: CodecError) -> End {
+    let code = if e.is_size_limit() { 1009 } else { 1008 };
+    close(code, e.to_string())
+}
+
+fn socket_error(e: tungstenite::Error) -> End {
+    use tungstenite::Error as E;
+    match e {
+        E::Capacity(c) => close(1009, c.to_string()),
+        E::Protocol(p) => close(1002, p.to_string()),
+        E::Utf8(_) => close(1007, "text frame is not valid UTF-8"),
+        _ => End::PeerGone,
+    }
+}
+
+/// Close reasons travel in a control frame: 123 bytes at most.
+fn truncate_reason(reason: &str) -> String {
+    if reason.len() <= 123 {
+        return reason.to_owned();
+    }
+    let mut end = 120;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &reason[..end])
+}
+
+async fn write_loop<S>(
+    mut sink: SplitSink<WebSocketStream<S>, WsMessage>,
+    slot: Arc<ClientSlot>,
+    shared: Arc<Shared>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let metrics = &shared.metrics;
+    loop {
+        let sent = match slot.outbound.next().await {
+            Next::Frames(frames) => {
+                let mut result = Ok(());
+                for frame in frames.iter() {
+                    inc(&metrics.frames_out);
+                    add(&metrics.bytes_out, frame.len());
+                    let msg = match frame {
+                        Frame::Binary(b) => WsMessage::Binary(b.clone()),
+                        Frame::Text(t) => match Utf8Bytes::try_from(t.clone()) {
+                            Ok(t) => WsMessage::Text(t),
+                            Err(_) => continue,
+                        },
+                    };
+                    // feed, not send: consecutive messages share one flush.
+                    result = sink.feed(msg).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                match result {
+                    Ok(()) if slot.outbound.is_empty() => sink.flush().await,
+                    other => other,
+                }
+            }
+            Next::Ping => match sink.feed(WsMessage::Ping(Bytes::new())).await {
+                Ok(()) if slot.outbound.is_empty() => sink.flush().await,
+                other => other,
+            },
+            Next::Close(request) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(request.code),
+                    reason: truncate_reason(&request.reason).into(),
+                };
+                let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                let _ = sink.close().await;
+                slot.outbound.mark_dead();
+                return;
+            }
+        };
+        if sent.is_err() {
+            slot.outbound.mark_dead();
+            return;
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The HTTP side: the WebSocket upgrade on the wslink endpoint, static files
+//! everywhere else (wslink's `--content`), so a web app and its socket share
+//! one origin.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::http::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::context::ConnectionInfo;
+use crate::server::Server;
+
+/// The response type of [`Server::handle_request`].
+pub type HttpResponse = Response<Full<Bytes>>;
+
+impl Server {
+    /// Answers one HTTP request: upgrades it to a wslink connection if it is
+    /// a WebSocket request for the endpoint, serves a static file otherwise.
+    ///
+    /// This is how the server mounts inside an existing hyper or axum app:
+    /// route the endpoint's requests here (the request must come from a
+    /// hyper connection served `with_upgrades()`).
+    ///
+    /// ```no_run
+    /// # async fn demo(server: wslink_server::Server, req: hyper::Request<hyper::body::Incoming>) {
+    /// // Inside a hyper `service_fn`, or an axum handler taking `Request`:
+    /// let response = server.handle_request(req, None).await;
+    /// # }
+    /// ```
+    pub async fn handle_request<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> HttpResponse {
+        handle(self, req, peer).await
+    }
+}
+
+pub(crate) async fn handle<B>(
+    server: &Server,
+    mut req: Request<B>,
+    peer: Option<SocketAddr>,
+) -> HttpResponse {
+    let shared = &server.shared;
+    if req.uri().path() == shared.config.ws_endpoint {
+        return upgrade(server, &mut req, peer);
+    }
+    match &shared.config.content {
+        Some(dir) => static_file(dir, &req).await,
+        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn header_has(req: &Request<impl Sized>, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -> HttpResponse {
+    let shared = server.shared.clone();
+    if req.method() != Method::GET
+        || !header_has(req, header::CONNECTION, "upgrade")
+        || !header_has(req, header::UPGRADE, "websocket")
+    {
+        return plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks wslink over WebSocket\n",
+        );
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "unsupported WebSocket version (13 required)\n",
+        );
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
+        return plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    if shared.is_shutting_down() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
+    }
+    let limits = &shared.config.limits;
+    if shared.open.load(std::sync::atomic::Ordering::Acquire) >= limits.max_connections {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+    }
+    let accept = derive_accept_key(key.as_bytes());
+    let info = ConnectionInfo {
+        client_id: Arc::from(format!("c{}", uuid::Uuid::new_v4().simple())),
+        peer,
+        uri: req.uri().clone(),
+        headers: req.headers().clone(),
+    };
+    let frame_limit = limits.socket_frame_limit();
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(frame_limit))
+        .max_frame_size(Some(frame_limit))
+        // Small eager buffers keep idle connections cheap; they grow on demand.
+        .read_buffer_size(4096)
+        .write_buffer_size(64 * 1024);
+    let on_upgrade = hyper::upgrade::on(req);
+    shared.connection_opened();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                crate::connection::run(shared.clone(), ws, info).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+        shared.connection_closed();
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+/// Maps a URL path to a file under `root`, refusing anything that would
+/// leave it (`..`, absolute parts, encoded separators).
+fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
+    let mut path = root.to_path_buf();
+    for part in Path::new(decoded.trim_start_matches('/')).components() {
+        match part {
+            Component::Normal(p) => path.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(path)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            let b = u8::from_str_radix(hex, 16).ok()?;
+            // An encoded separator or NUL would smuggle a path past `resolve`.
+            if b == b'/' || b == b'\\' || b == 0 {
+                return None;
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn static_file<B>(root: &Path, req: &Request<B>) -> HttpResponse {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    let Some(mut path) = resolve(root, req.uri().path()) else {
+        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    if tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        path.push("index.html");
+    }
+    match tokio::fs::read(&path).await {
+        Ok(data) => {
+            let len = data.len();
+            let body = if req.method() == Method::HEAD {
+                Bytes::new()
+            } else {
+                Bytes::from(data)
+            };
+            let mut r = Response::new(Full::new(body));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(&path)),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let root = Path::new("/srv/www");
+        assert_eq!(
+            resolve(root, "/a/b.js"),
+            Some(PathBuf::from("/srv/www/a/b.js"))
+        );
+        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www")));
+        assert_eq!(resolve(root, "/../etc/passwd"), None);
+        assert_eq!(resolve(root, "/a/%2e%2e/%2e%2e/etc"), None);
+        assert_eq!(resolve(root, "/a%2fb"), None);
+        assert_eq!(resolve(root, "/%41"), Some(PathBuf::from("/srv/www/A")));
+    }
+}

@@ -1,0 +1,217 @@
+//! Publishing: one message, serialized once, to many clients.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Serialize;
+use wslink_core::codec::{v1, v2, CodecError, Frame};
+use wslink_core::envelope::ResultEnvelope;
+use wslink_core::ids::{self, IdError};
+use wslink_core::{to_value, Generation};
+
+use crate::metrics::inc;
+use crate::outbound::Pushed;
+use crate::server::{ClientSlot, Shared};
+
+/// What a client's queue does with a topic's messages when the client reads
+/// more slowly than they are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicPolicy {
+    /// Queue every message, in order; a client whose queue reaches the bound
+    /// is disconnected with close code 1008 and a reason. Nothing is dropped
+    /// silently. The default.
+    #[default]
+    Queue,
+    /// Keep only the newest queued message of the topic: an older one not yet
+    /// sent is replaced. Right for image frames and other state snapshots;
+    /// replacements are counted in `frames_dropped`.
+    KeepLatest,
+}
+
+/// Why a publish did not go out.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The topic would be dropped by wslink clients (see [`ids`]).
+    #[error(transparent)]
+    InvalidTopic(#[from] IdError),
+    /// The message could not be serialized.
+    #[error("cannot serialize message for topic {topic:?}: {source}")]
+    Encode {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        source: CodecError,
+    },
+}
+
+/// Sends messages on topics to authenticated clients. Cheap to clone,
+/// `Send + Sync`, usable from any task or thread; publishing never waits
+/// on a slow client.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use wslink_server::{Server, TopicPolicy};
+/// let server = Server::builder().build();
+/// let publisher = server.publisher();
+/// publisher.set_topic_policy("viewport.image", TopicPolicy::KeepLatest);
+/// std::thread::spawn(move || {
+///     let frame = bytes::Bytes::from(vec![0u8; 1 << 20]);
+///     publisher.publish("viewport.image", &frame).unwrap();
+/// });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    pub(crate) shared: Arc<Shared>,
+}
+
+enum Audience<'a> {
+    All,
+    One(&'a str),
+    AllButLastActive,
+}
+
+impl Publisher {
+    /// Publishes `message` on `topic` to every authenticated client;
+    /// returns how many clients it was queued for.
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        self.send(topic, message, Audience::All)
+    }
+
+    /// Publishes to one client only (if it is connected and authenticated).
+    pub fn publish_to<T: Serialize + ?Sized>(
+        &self,
+        client_id: &str,
+        topic: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        self.send(topic, message, Audience::One(client_id))
+    }
+
+    /// Publishes to every authenticated client except the one that made the
+    /// most recent call (wslink's `skip_last_active_client`): the caller
+    /// already has the change it caused.
+    pub fn publish_skip_last_active<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        self.send(topic, message, Audience::AllButLastActive)
+    }
+
+    /// Sets what slow clients' queues do with `topic` (default:
+    /// [`TopicPolicy::Queue`]).
+    pub fn set_topic_policy(&self, topic: &str, policy: TopicPolicy) {
+        self.shared
+            .topic_policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_owned(), policy);
+    }
+
+    fn send<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+        audience: Audience<'_>,
+    ) -> Result<usize, PublishError> {
+        ids::validate_topic(topic)?;
+        let shared = &self.shared;
+        let seq = shared.publish_seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!("publish:{topic}:{seq}");
+        let recipients: Vec<Arc<ClientSlot>> = {
+            let skip = match audience {
+                Audience::AllButLastActive => shared.last_active(),
+                _ => None,
+            };
+            let clients = shared.clients.read().unwrap_or_else(|e| e.into_inner());
+            match audience {
+                Audience::One(client_id) => clients.get(client_id).into_iter().cloned().collect(),
+                _ => clients
+                    .values()
+                    .filter(|c| skip.as_deref() != Some(&*c.client_id))
+                    .cloned()
+                    .collect(),
+            }
+        };
+        let policy = shared
+            .topic_policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .copied()
+            .unwrap_or_default();
+        let topic_arc: Arc<str> = Arc::from(topic);
+        let encode_err = |source| PublishError::Encode {
+            topic: topic.to_owned(),
+            source,
+        };
+        // Serialized at most once per wire generation, whatever the audience.
+        let mut v2_frames: Option<Arc<[Frame]>> = None;
+        let mut v1_frames: Option<Arc<[Frame]>> = None;
+        let mut v1_value = None;
+        let mut sent = 0;
+        for client in recipients.iter().filter(|c| c.is_authenticated()) {
+            let frames = match client.generation() {
+                Some(Generation::V2) => match &v2_frames {
+                    Some(f) => f.clone(),
+                    None => {
+                        let f: Arc<[Frame]> = v2::encode_frames(
+                            &ResultEnvelope {
+                                id: &id,
+                                result: message,
+                            },
+                            shared.config.limits.max_frame_size,
+                        )
+                        .map_err(encode_err)?
+                        .into();
+                        v2_frames = Some(f.clone());
+                        f
+                    }
+                },
+                Some(Generation::V1) => match &v1_frames {
+                    Some(f) => f.clone(),
+                    None => {
+                        if v1_value.is_none() {
+                            v1_value = Some(
+                                to_value(message)
+                                    .map_err(|e| encode_err(CodecError::Encode(e.to_string())))?,
+                            );
+                        }
+                        let result = v1_value.clone().unwrap_or_default();
+                        let f: Arc<[Frame]> = v1::encode(
+                            &wslink_core::Message::Result {
+                                id: id.clone(),
+                                result,
+                            },
+                            &shared.keys,
+                        )
+                        .map_err(encode_err)?
+                        .into();
+                        v1_frames = Some(f.clone());
+                        f
+                    }
+                },
+                None => continue,
+            };
+            match client.outbound.push_publish(&frames, &topic_arc, policy) {
+                Pushed::Queued => sent += 1,
+                Pushed::Replaced => {
+                    sent += 1;
+                    inc(&shared.metrics.frames_dropped);
+                }
+                Pushed::Overflow => {
+                    inc(&shared.metrics.slow_clients_closed);
+                    tracing::warn!(client = %client.client_id, topic, "outbound queue full; disconnecting slow client");
+                }
+                Pushed::Closed => {}
+            }
+        }
+        inc(&shared.metrics.publishes);
+        Ok(sent)
+    }
+}

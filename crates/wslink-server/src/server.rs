@@ -1,0 +1,502 @@
+//! The server: its builder, shared state, listener and lifecycle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{watch, Notify};
+use wslink_core::attachments::AttachmentKeys;
+use wslink_core::Generation;
+
+use crate::config::{Limits, ServerConfig};
+use crate::context::{CallContext, ConnectionInfo};
+use crate::handler::{BoxFuture, HandlerError, LinkProtocol, Methods};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::outbound::Outbound;
+use crate::publisher::{Publisher, TopicPolicy};
+
+/// Decides whether a hello's secret is good: `(secret, client_id)`.
+pub type Validator = Arc<dyn Fn(String, String) -> BoxFuture<bool> + Send + Sync>;
+type ConnectHook = Arc<dyn Fn(&ConnectionInfo) + Send + Sync>;
+type CloseHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Why the server could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Accepting connections failed for good.
+    #[error("accepting connections failed: {0}")]
+    Accept(#[source] std::io::Error),
+}
+
+/// One connected client, as the rest of the server sees it.
+pub(crate) struct ClientSlot {
+    pub client_id: Arc<str>,
+    pub outbound: Outbound,
+    generation: OnceLock<Generation>,
+    authenticated: AtomicBool,
+}
+
+impl ClientSlot {
+    pub fn new(client_id: Arc<str>, limits: &Limits) -> Self {
+        ClientSlot {
+            client_id,
+            outbound: Outbound::new(limits.outbound_queue_bytes, limits.outbound_queue_messages),
+            generation: OnceLock::new(),
+            authenticated: AtomicBool::new(false),
+        }
+    }
+    pub fn generation(&self) -> Option<Generation> {
+        self.generation.get().copied()
+    }
+    pub fn set_generation(&self, g: Generation) {
+        let _ = self.generation.set(g);
+    }
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+    pub fn set_authenticated(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
+}
+
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub methods: Methods,
+    pub validator: Option<Validator>,
+    pub on_connect: Vec<ConnectHook>,
+    pub on_close: Vec<CloseHook>,
+    pub clients: RwLock<HashMap<Arc<str>, Arc<ClientSlot>>>,
+    pub last_active: Mutex<Option<Arc<str>>>,
+    pub keys: AttachmentKeys,
+    pub publish_seq: AtomicU64,
+    pub topic_policies: RwLock<HashMap<String, TopicPolicy>>,
+    pub metrics: Metrics,
+    pub shutdown: watch::Sender<bool>,
+    /// Open connections (hyper tasks included), for the idle timer and for
+    /// shutdown to wait on.
+    pub open: AtomicUsize,
+    pub open_changed: Notify,
+}
+
+impl Shared {
+    pub fn last_active(&self) -> Option<Arc<str>> {
+        self.last_active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn set_last_active(&self, id: &Arc<str>) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+    }
+    pub fn register(&self, slot: Arc<ClientSlot>) {
+        self.clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(slot.client_id.clone(), slot);
+    }
+    pub fn unregister(&self, client_id: &str) {
+        self.clients
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(client_id);
+    }
+    pub fn connection_opened(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.open_changed.notify_waiters();
+    }
+    pub fn connection_closed(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.open_changed.notify_waiters();
+    }
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A wslink server. Cheap to clone: clones share everything.
+///
+/// ```no_run
+/// use wslink_server::{CallContext, HandlerError, Server};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let server = Server::builder()
+///         .secret("wslink-secret")
+///         .method("math.add", |_ctx: CallContext, (a, b): (f64, f64)| async move {
+///             Ok::<_, HandlerError>(a + b)
+///         })
+///         .build();
+///     server.serve("127.0.0.1:8080").await?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    config: ServerConfig,
+    methods: Methods,
+    validator: Option<Validator>,
+    on_connect: Vec<ConnectHook>,
+    on_close: Vec<CloseHook>,
+    policies: HashMap<String, TopicPolicy>,
+}
+
+impl ServerBuilder {
+    /// The hello secret (`--authKey`); `wslink-secret` by default.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.config.secret = secret.into();
+        self
+    }
+
+    /// Replaces the secret check by an async validator of
+    /// `(secret, client_id)`, e.g. to look a token up elsewhere.
+    pub fn validator<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(String, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.validator = Some(Arc::new(move |s, c| Box::pin(f(s, c))));
+        self
+    }
+
+    /// Registers one method (see [`Methods::add`]).
+    pub fn method<P, R, E, F, Fut>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(CallContext, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        P: serde::de::DeserializeOwned + Send + 'static,
+        R: serde::Serialize + Send + Sync + 'static,
+        E: Into<HandlerError> + 'static,
+    {
+        self.methods.add(name, handler);
+        self
+    }
+
+    /// Adds a set of methods.
+    pub fn methods(mut self, methods: Methods) -> Self {
+        self.methods.merge(methods);
+        self
+    }
+
+    /// Adds a [`LinkProtocol`]: its methods and its hooks.
+    pub fn protocol<P: LinkProtocol>(mut self, protocol: P) -> Self {
+        let protocol = Arc::new(protocol);
+        protocol.clone().register(&mut self.methods);
+        let p = protocol.clone();
+        self.on_connect.push(Arc::new(move |c| p.on_connect(c)));
+        self.on_close
+            .push(Arc::new(move |id| protocol.on_close(id)));
+        self
+    }
+
+    /// Called when a client connects, before its hello.
+    pub fn on_connect(mut self, f: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
+        self.on_connect.push(Arc::new(f));
+        self
+    }
+
+    /// Called with the client id when a connection ends.
+    pub fn on_close(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_close.push(Arc::new(f));
+        self
+    }
+
+    /// Sets a topic's slow-client policy.
+    pub fn topic_policy(mut self, topic: &str, policy: TopicPolicy) -> Self {
+        self.policies.insert(topic.to_owned(), policy);
+        self
+    }
+
+    /// Serves the files of `dir` over HTTP on the same port (`--content`).
+    pub fn content(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.content = Some(dir.into());
+        self
+    }
+
+    /// The WebSocket path (`--ws-endpoint`), `/ws` by default.
+    pub fn ws_endpoint(mut self, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        self.config.ws_endpoint = path;
+        self
+    }
+
+    /// Stops the server after this long without clients (`--timeout`).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Speaks only this generation instead of detecting it per connection.
+    pub fn generation(mut self, generation: Generation) -> Self {
+        self.config.generation = Some(generation);
+        self
+    }
+
+    /// Ping interval (`None` turns keepalive off).
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.config.keepalive = interval;
+        self
+    }
+
+    /// How long a graceful shutdown waits for in-flight calls and queues.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// Resource limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Finishes the server.
+    pub fn build(self) -> Server {
+        let (shutdown, _) = watch::channel(false);
+        Server {
+            shared: Arc::new(Shared {
+                config: self.config,
+                methods: self.methods,
+                validator: self.validator,
+                on_connect: self.on_connect,
+                on_close: self.on_close,
+                clients: RwLock::new(HashMap::new()),
+                last_active: Mutex::new(None),
+                keys: AttachmentKeys::new(),
+                publish_seq: AtomicU64::new(0),
+                topic_policies: RwLock::new(self.policies),
+                metrics: Metrics::default(),
+                shutdown,
+                open: AtomicUsize::new(0),
+                open_changed: Notify::new(),
+            }),
+        }
+    }
+}
+
+impl Server {
+    /// Starts building a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            config: ServerConfig::default(),
+            methods: Methods::new(),
+            validator: None,
+            on_connect: Vec::new(),
+            on_close: Vec::new(),
+            policies: HashMap::new(),
+        }
+    }
+
+    /// A publisher for this server.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The server's counters now.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Registered method names, sorted.
+    pub fn method_names(&self) -> Vec<String> {
+        self.shared
+            .methods
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Ids of the authenticated clients connected now.
+    pub fn client_ids(&self) -> Vec<String> {
+        let clients = self
+            .shared
+            .clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        clients
+            .values()
+            .filter(|c| c.is_authenticated())
+            .map(|c| c.client_id.to_string())
+            .collect()
+    }
+
+    /// Starts a graceful shutdown: no new connections; each connection stops
+    /// reading, finishes its in-flight calls, flushes its queue and closes
+    /// with 1001, all within the configured grace period.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Resolves once a shutdown has been asked for (by [`Server::shutdown`]
+    /// or the idle timeout).
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shared.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Binds a listener; [`Listener::run`] then serves on it.
+    pub async fn bind(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<Listener, ServerError> {
+        let shown = format!("{addr:?}");
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: shown,
+                source,
+            })?;
+        Ok(Listener {
+            listener,
+            server: self.clone(),
+        })
+    }
+
+    /// Binds `addr` and serves until shutdown.
+    pub async fn serve(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<(), ServerError> {
+        self.bind(addr).await?.run().await
+    }
+}
+
+/// A bound, not yet running, server socket.
+pub struct Listener {
+    listener: TcpListener,
+    server: Server,
+}
+
+impl Listener {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    /// Accepts connections until shutdown, then waits (up to the grace
+    /// period, plus a second) for connections to finish closing.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let shared = self.server.shared.clone();
+        let mut shutdown = shared.shutdown.subscribe();
+        if let Some(timeout) = shared.config.idle_timeout {
+            tokio::spawn(idle_timer(shared.clone(), timeout));
+        }
+        tracing::info!(addr = %self.local_addr(), endpoint = %shared.config.ws_endpoint, "wslink server listening");
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        // Running out of file descriptors is worth waiting out.
+                        Err(e) if is_transient(&e) => {
+                            tracing::warn!(error = %e, "accept failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        Err(e) => return Err(ServerError::Accept(e)),
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let server = self.server.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            let server = server.clone();
+                            async move { Ok::<_, std::convert::Infallible>(crate::http::handle(&server, req, Some(peer)).await) }
+                        });
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades();
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        }
+                    });
+                }
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+            }
+        }
+        drop(self.listener);
+        let deadline = shared.config.shutdown_grace + Duration::from_secs(1);
+        let _ = tokio::time::timeout(deadline, async {
+            loop {
+                let changed = shared.open_changed.notified();
+                if shared.open.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                changed.await;
+            }
+        })
+        .await;
+        tracing::info!("wslink server stopped");
+        Ok(())
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(24) // EMFILE
+        || e.raw_os_error() == Some(23) // ENFILE
+}
+
+/// wslink's `--timeout`: stop once no client has been connected for
+/// `timeout`, counting from start and from each time the last one leaves.
+async fn idle_timer(shared: Arc<Shared>, timeout: Duration) {
+    loop {
+        let changed = shared.open_changed.notified();
+        if shared.open.load(Ordering::Acquire) == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(timeout) => {
+                    if shared.open.load(Ordering::Acquire) == 0 {
+                        tracing::info!(?timeout, "no client connected; shutting down");
+                        shared.shutdown.send_replace(true);
+                        return;
+                    }
+                }
+                _ = changed => {}
+            }
+        } else {
+            changed.await;
+        }
+    }
+}
