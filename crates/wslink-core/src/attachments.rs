@@ -88,7 +88,9 @@ pub enum AttachmentError {
         limit: usize,
     },
     /// Too many bytes received and not yet used by a message.
-    #[error("attachments waiting for their message would hold {held} bytes, over the limit of {limit}")]
+    #[error(
+        "attachments waiting for their message would hold {held} bytes, over the limit of {limit}"
+    )]
     TooManyBytes {
         /// What would be held.
         held: usize,
@@ -131,7 +133,10 @@ impl AttachmentTable {
     }
 
     /// Records the keys of a `wslink.binary.attachment` header.
-    pub fn on_header(&mut self, keys: impl IntoIterator<Item = String>) -> Result<(), AttachmentError> {
+    pub fn on_header(
+        &mut self,
+        keys: impl IntoIterator<Item = String>,
+    ) -> Result<(), AttachmentError> {
         for key in keys {
             if !is_attachment_key(&key) {
                 return Err(AttachmentError::BadKey { key });

@@ -43,10 +43,7 @@ pub enum IdError {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         })
 }
 
@@ -192,7 +189,10 @@ mod tests {
     fn parses_the_shapes_wslink_uses() {
         assert_eq!(HELLO_ID.parse::<MessageId>().unwrap(), MessageId::hello());
         let id: MessageId = "rpc:c1a2b3_x:0".parse().unwrap();
-        assert_eq!((id.kind, id.name.as_str(), id.seq), (IdKind::Rpc, "c1a2b3_x", 0));
+        assert_eq!(
+            (id.kind, id.name.as_str(), id.seq),
+            (IdKind::Rpc, "c1a2b3_x", 0)
+        );
     }
 
     #[test]

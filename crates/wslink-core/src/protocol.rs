@@ -77,8 +77,11 @@ impl RpcError {
 
     /// `-32002`, with the method name as `data`.
     pub fn result_not_serializable(method: &str) -> Self {
-        RpcError::new(codes::RESULT_SERIALIZE_ERROR, messages::RESULT_NOT_SERIALIZABLE)
-            .with_data(Value::from(method))
+        RpcError::new(
+            codes::RESULT_SERIALIZE_ERROR,
+            messages::RESULT_NOT_SERIALIZABLE,
+        )
+        .with_data(Value::from(method))
     }
 }
 

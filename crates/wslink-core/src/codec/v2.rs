@@ -44,10 +44,17 @@ pub fn next_chunk_id() -> u32 {
 /// let frames: Vec<Frame> = v2::encode(&msg, 64).unwrap().map(Frame::Binary).collect();
 /// assert!(frames.len() > 1 && frames.iter().all(|f| f.len() <= 64));
 /// ```
-pub fn encode<T: Serialize + ?Sized>(message: &T, max_frame_size: usize) -> Result<Chunks, CodecError> {
+pub fn encode<T: Serialize + ?Sized>(
+    message: &T,
+    max_frame_size: usize,
+) -> Result<Chunks, CodecError> {
     let buf = msgpack::encode_with_reserve(message, HEADER_LEN, 256)
         .map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(chunking::chunk_reserved(buf, next_chunk_id(), max_frame_size)?)
+    Ok(chunking::chunk_reserved(
+        buf,
+        next_chunk_id(),
+        max_frame_size,
+    )?)
 }
 
 /// Limits a 2.x decoder enforces.
@@ -127,5 +134,7 @@ pub fn encode_frames<T: Serialize + ?Sized>(
     message: &T,
     max_frame_size: usize,
 ) -> Result<Vec<Frame>, CodecError> {
-    Ok(encode(message, max_frame_size)?.map(Frame::Binary).collect())
+    Ok(encode(message, max_frame_size)?
+        .map(Frame::Binary)
+        .collect())
 }

@@ -105,7 +105,9 @@ impl ser::Serializer for ValueSerializer {
         } else if let Ok(n) = u64::try_from(v) {
             Ok(n.into())
         } else {
-            Err(ValueError::new(format!("integer {v} is outside the msgpack range")))
+            Err(ValueError::new(format!(
+                "integer {v} is outside the msgpack range"
+            )))
         }
     }
     fn serialize_u8(self, v: u8) -> Result<Value, ValueError> {
@@ -185,11 +187,7 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_tuple(self, len: usize) -> Result<SeqBuilder, ValueError> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        len: usize,
-    ) -> Result<SeqBuilder, ValueError> {
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<SeqBuilder, ValueError> {
         self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
