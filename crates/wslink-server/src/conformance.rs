@@ -65,13 +65,7 @@ fn check_size(size: u64) -> Result<usize, HandlerError> {
 
 fn add(a: &Value, b: &Value) -> Result<Value, HandlerError> {
     if let (Value::Int(x), Value::Int(y)) = (a, b) {
-        let sum = i128::from(
-            x.as_i64()
-                .map_or_else(|| x.as_u64().unwrap_or(0) as i128, i128::from),
-        ) + i128::from(
-            y.as_i64()
-                .map_or_else(|| y.as_u64().unwrap_or(0) as i128, i128::from),
-        );
+        let sum = i128::from(*x) + i128::from(*y);
         if let Ok(n) = i64::try_from(sum) {
             return Ok(Value::Int(Integer::from(n)));
         }

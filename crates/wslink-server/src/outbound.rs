@@ -164,7 +164,7 @@ impl Outbound {
     pub fn close(&self, request: CloseRequest) {
         let mut q = self.lock();
         match &q.close {
-            Some(existing) if !(existing.drain && !request.drain) => {}
+            Some(existing) if !existing.drain || request.drain => {}
             _ => q.close = Some(request),
         }
         drop(q);

@@ -85,6 +85,15 @@ macro_rules! widen {
 }
 widen!(i8 => i64, i16 => i64, i32 => i64, isize => i64, u8 => u64, u16 => u64, u32 => u64, usize => u64);
 
+impl From<Integer> for i128 {
+    fn from(v: Integer) -> i128 {
+        match v.0 {
+            Repr::Neg(n) => i128::from(n),
+            Repr::Pos(p) => i128::from(p),
+        }
+    }
+}
+
 impl fmt::Display for Integer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every test of the project, from a fresh clone: installs what the tests need
+# (Python venvs with Kitware's wslink 2.6.0 and 1.12.4, the npm packages,
+# Debian's chromium for the browser test), then runs each stage and prints
+# one line per stage. Exits non-zero if any stage failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+results=()
+failed=0
+stage() {
+  local name=$1
+  shift
+  echo
+  echo "=== ${name}"
+  local start=$SECONDS
+  if "$@"; then
+    results+=("ok    ${name} ($((SECONDS - start)) s)")
+  else
+    results+=("FAIL  ${name} ($((SECONDS - start)) s)")
+    failed=$((failed + 1))
+  fi
+}
+
+js_client() {
+  cd js-client && npm ci --no-audit --no-fund && npm run build && npm run typecheck && npm run lint && npm test
+}
+
+stage "install reference peers (PyPI, npm)" bash tests/peers/install.sh
+stage "build workspace" cargo build --workspace --all-targets --all-features
+stage "cargo test" cargo test --workspace --all-features
+stage "js-client: build, typecheck, lint, unit tests" bash -c "$(declare -f js_client); js_client"
+stage "golden vectors: official decoders read our bytes" bash tests/golden/check/run.sh
+stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
+stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
+stage "browser: image-stream demo in headless chromium" bash tests/browser/run.sh
+
+echo
+echo "=== summary"
+printf '%s\n' "${results[@]}"
+echo "stages: $(( ${#results[@]} - failed )) passed, ${failed} failed"
+[ "$failed" -eq 0 ]
