@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Installs the reference peers used by the cross-language conformance tests:
+#   target/peers/py2          venv with Python wslink 2.6.0
+#   target/peers/py1          venv with Python wslink 1.12.4
+#   tests/peers/node_modules  npm wslink 2.5.0 (as wslink-2), 1.12.4 (as
+#                             wslink-1) and @msgpack/msgpack, from the
+#                             committed package-lock.json (npm ci)
+#
+# Idempotent: a stamp file records a hash of everything that decides what
+# gets installed; when it matches and the installs are present, the script
+# returns at once. FORCE=1 reinstalls anyway.
+#
+# Only PyPI and npm are used, through pip and npm.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+peers="$root/target/peers"
+stamp="$peers/.installed"
+
+python="${PYTHON:-python3}"
+
+inputs_hash() {
+    {
+        cat "$here/install.sh" \
+            "$here/python/constraints-py2.txt" \
+            "$here/python/constraints-py1.txt" \
+            "$here/package.json" \
+            "$here/package-lock.json"
+        "$python" --version 2>&1
+        node --version
+    } | sha256sum | cut -d' ' -f1
+}
+
+installed() {
+    [[ -f "$stamp" ]] &&
+        [[ "$(cat "$stamp")" == "$(inputs_hash)" ]] &&
+        [[ -x "$peers/py2/bin/python" ]] &&
+        [[ -x "$peers/py1/bin/python" ]] &&
+        [[ -f "$here/node_modules/wslink-2/dist/wslink.js" ]] &&
+        [[ -f "$here/node_modules/wslink-1/dist/wslink.js" ]] &&
+        [[ -d "$here/node_modules/@msgpack/msgpack" ]]
+}
+
+if [[ "${FORCE:-0}" != 1 ]] && installed; then
+    echo "peers: already installed (stamp $stamp)"
+    exit 0
+fi
+
+mkdir -p "$peers"
+rm -f "$stamp"
+
+make_venv() { # name wslink-version constraints-file
+    local dir="$peers/$1" version="$2" constraints="$3"
+    if [[ ! -x "$dir/bin/python" ]]; then
+        echo "peers: creating venv $dir"
+        "$python" -m venv "$dir"
+    fi
+    echo "peers: installing wslink==$version into $dir"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --no-input -c "$constraints" "wslink==$version"
+    "$dir/bin/python" - "$version" <<'PY'
+import sys
+from importlib.metadata import version
+got = version("wslink")
+assert got == sys.argv[1], f"wslink {got} installed, wanted {sys.argv[1]}"
+PY
+}
+
+make_venv py2 2.6.0 "$here/python/constraints-py2.txt"
+make_venv py1 1.12.4 "$here/python/constraints-py1.txt"
+
+echo "peers: npm ci in $here"
+(cd "$here" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+
+inputs_hash >"$stamp"
+echo "peers: installed"
