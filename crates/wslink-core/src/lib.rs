@@ -32,6 +32,7 @@ pub mod params;
 pub mod protocol;
 pub mod value;
 
+pub use chunking::{ChunkError, ChunkHeader, Chunks, UnchunkLimits, Unchunker};
 pub use codec::{CodecError, Frame, Generation};
 pub use envelope::{Message, Request, RpcError};
 pub use value::{from_value, to_value, Integer, Map, Value, ValueError};

@@ -10,8 +10,12 @@ fn leaf(json_safe: bool) -> BoxedStrategy<Value> {
     let mut leaves = vec![
         Just(Value::Nil).boxed(),
         any::<bool>().prop_map(Value::Bool).boxed(),
-        any::<i64>().prop_map(|i| Value::Int(Integer::from(i))).boxed(),
-        any::<u64>().prop_map(|i| Value::Int(Integer::from(i))).boxed(),
+        any::<i64>()
+            .prop_map(|i| Value::Int(Integer::from(i)))
+            .boxed(),
+        any::<u64>()
+            .prop_map(|i| Value::Int(Integer::from(i)))
+            .boxed(),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::F64)

@@ -13,7 +13,12 @@ use wslink_core::{msgpack, Message, Request, RpcError, Value};
 fn hex(bytes: &[u8]) -> String {
     bytes
         .chunks(16)
-        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
+        .map(|line| {
+            line.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -33,7 +38,10 @@ fn frame(message: &Message) -> Vec<u8> {
 
 fn examples() -> Vec<(&'static str, String)> {
     let mut out = vec![
-        ("hello", hex(&frame(&Message::Request(hello_request("wslink-secret"))))),
+        (
+            "hello",
+            hex(&frame(&Message::Request(hello_request("wslink-secret")))),
+        ),
         (
             "hello-reply",
             hex(&frame(&Message::Result {
@@ -116,13 +124,17 @@ fn examples() -> Vec<(&'static str, String)> {
 
 #[test]
 fn protocol_md_shows_what_the_codec_writes() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../PROTOCOL.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../PROTOCOL.md")).unwrap();
     let print = std::env::var_os("PRINT_PROTOCOL_EXAMPLES").is_some();
     for (name, dump) in examples() {
         if print {
             println!("=== {name}\n{dump}\n");
         } else {
-            assert!(doc.contains(&dump), "PROTOCOL.md lacks the {name} example:\n{dump}");
+            assert!(
+                doc.contains(&dump),
+                "PROTOCOL.md lacks the {name} example:\n{dump}"
+            );
         }
     }
 }
