@@ -1,0 +1,472 @@
+//! The connection task: it owns the socket, writes what calls hand it and
+//! routes what the server sends to the calls and subscriptions waiting for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message as Ws, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wslink_core::attachments::AttachmentKeys;
+use wslink_core::codec::{v1, v2, Frame};
+use wslink_core::ids::{IdKind, MessageId};
+use wslink_core::{CodecError, Generation, Message, RpcError, Value};
+
+use crate::error::Ended;
+use crate::subscription::{lock, SubQueue};
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a closing side waits for the other side's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a pending call receives.
+pub(crate) type Reply = Result<Value, ReplyError>;
+
+/// A call's failure as the connection task sees it (the caller adds the method).
+#[derive(Debug)]
+pub(crate) enum ReplyError {
+    Rpc(RpcError),
+    Ended(Ended),
+}
+
+/// What calls hand to the writer: the frames of one message, written in
+/// order and without any other message's frames between them (1.x
+/// attachments depend on that).
+pub(crate) struct Outgoing(pub(crate) Vec<Frame>);
+
+/// Counters of what the connection saw and set aside.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) unknown_replies: AtomicU64,
+    pub(crate) unrouted_publishes: AtomicU64,
+    pub(crate) dropped_publishes: AtomicU64,
+    pub(crate) unexpected_messages: AtomicU64,
+}
+
+/// State shared by the client handles, the subscriptions and the task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) client_id: String,
+    pub(crate) state: Mutex<State>,
+    pub(crate) counters: Counters,
+    /// Set by `Client::close`.
+    pub(crate) close_requested: Notify,
+    /// `true` once the task has finished.
+    pub(crate) finished: watch::Sender<bool>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) pending: HashMap<u64, oneshot::Sender<Reply>>,
+    pub(crate) subs: HashMap<String, Vec<Arc<SubQueue>>>,
+    pub(crate) ended: Option<Ended>,
+}
+
+impl Shared {
+    pub(crate) fn new(client_id: String) -> Arc<Self> {
+        Arc::new(Shared {
+            client_id,
+            state: Mutex::new(State::default()),
+            counters: Counters::default(),
+            close_requested: Notify::new(),
+            finished: watch::channel(false).0,
+        })
+    }
+
+    /// Marks the connection ended (the first reason wins), fails every
+    /// pending call and ends every subscription.
+    pub(crate) fn end(&self, ended: Ended) {
+        let (pending, subs) = {
+            let mut st = lock(&self.state);
+            let ended = st.ended.get_or_insert(ended).clone();
+            let pending: Vec<_> = st
+                .pending
+                .drain()
+                .map(|(_, tx)| (tx, ended.clone()))
+                .collect();
+            let subs: Vec<_> = st.subs.values().flatten().cloned().collect();
+            (pending, subs)
+        };
+        for (tx, ended) in pending {
+            let _ = tx.send(Err(ReplyError::Ended(ended)));
+        }
+        for q in subs {
+            q.end();
+        }
+    }
+
+    /// Why the connection ended, if it did.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        lock(&self.state).ended.clone()
+    }
+
+    fn dispatch(&self, message: Message) {
+        match message {
+            Message::Result { id, result } => self.route(id, Ok(result)),
+            Message::Error { id, error } => self.route(id, Err(error)),
+            Message::Request(req) => {
+                tracing::debug!(method = %req.method, "ignoring a request sent by the server");
+                self.counters
+                    .unexpected_messages
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Message::AttachmentHeader { .. } => {
+                self.counters
+                    .unexpected_messages
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn route(&self, id: String, reply: Result<Value, RpcError>) {
+        let parsed = id.parse::<MessageId>().ok();
+        match parsed {
+            Some(mid) if mid.kind == IdKind::Rpc && mid.name == self.client_id => {
+                let tx = lock(&self.state).pending.remove(&mid.seq);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(reply.map_err(ReplyError::Rpc));
+                    }
+                    None => self.unknown(&id),
+                }
+            }
+            Some(mid) if mid.kind == IdKind::Publish => match reply {
+                Ok(value) => self.publish(&mid.name, value),
+                Err(_) => self.unknown(&id),
+            },
+            _ => self.unknown(&id),
+        }
+    }
+
+    fn unknown(&self, id: &str) {
+        tracing::debug!(%id, "ignoring a reply to an unknown id");
+        self.counters
+            .unknown_replies
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn publish(&self, topic: &str, value: Value) {
+        let queues = lock(&self.state).subs.get(topic).cloned();
+        let Some(queues) = queues.filter(|q| !q.is_empty()) else {
+            self.counters
+                .unrouted_publishes
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let last = queues.len() - 1;
+        let mut value = Some(value);
+        for (i, q) in queues.iter().enumerate() {
+            let v = if i == last {
+                value.take().unwrap_or_default()
+            } else {
+                value.clone().unwrap_or_default()
+            };
+            if q.push(v) {
+                self.counters
+                    .dropped_publishes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Encodes messages for one generation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Encoder {
+    /// 2.x, chunked to this frame size (0: never chunk).
+    V2 { max_frame: usize },
+    /// 1.x JSON with attachments.
+    V1,
+}
+
+/// One key allocator for the whole process: a Python 1.x server keeps the
+/// attachments of all its connections in one table, so keys that differ
+/// across this process's connections avoid mix-ups there.
+fn attachment_keys() -> &'static AttachmentKeys {
+    static KEYS: OnceLock<AttachmentKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let keys = AttachmentKeys::new();
+        // wslink_bin0 is what every fresh npm or Python peer uses first.
+        keys.next_key();
+        keys
+    })
+}
+
+impl Encoder {
+    pub(crate) fn encode(self, message: &Message) -> Result<Vec<Frame>, CodecError> {
+        match self {
+            Encoder::V2 { max_frame } => v2::encode_frames(message, max_frame),
+            Encoder::V1 => v1::encode(message, attachment_keys()),
+        }
+    }
+}
+
+/// Decodes incoming frames for one generation.
+#[derive(Debug)]
+pub(crate) enum Decoder {
+    V2(v2::Decoder),
+    V1(v1::Decoder),
+}
+
+impl Decoder {
+    pub(crate) fn new(generation: Generation, limits: &crate::Limits) -> Self {
+        match generation {
+            Generation::V2 => {
+                let mut d = v2::Decoder::new(limits.v2());
+                // The pre-authentication limit protects servers from
+                // strangers; a client reads its own server's hello reply.
+                d.set_authenticated(true);
+                Decoder::V2(d)
+            }
+            Generation::V1 => Decoder::V1(v1::Decoder::new(limits.v1())),
+        }
+    }
+
+    /// Feeds one WebSocket message; returns the wslink message it completes.
+    fn push(&mut self, ws: Ws) -> Result<Option<Message>, CodecError> {
+        match (self, ws) {
+            (Decoder::V2(d), Ws::Binary(b)) => d.push(b),
+            (Decoder::V2(_), Ws::Text(_)) => Err(CodecError::WrongFrameKind {
+                kind: "text",
+                generation: Generation::V2,
+            }),
+            (Decoder::V1(d), Ws::Text(t)) => d.push_text(t.as_str()),
+            (Decoder::V1(d), Ws::Binary(b)) => d.push_binary(b).map(|()| None),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Turns a frame into a WebSocket message.
+fn to_ws(frame: Frame) -> Ws {
+    match frame {
+        Frame::Binary(b) => Ws::Binary(b),
+        // The codecs only make text frames from serde_json output.
+        Frame::Text(b) => match Utf8Bytes::try_from(b.clone()) {
+            Ok(t) => Ws::Text(t),
+            Err(_) => Ws::Binary(b),
+        },
+    }
+}
+
+/// Sends one message's frames.
+pub(crate) async fn send_frames(
+    sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
+    frames: Vec<Frame>,
+) -> Result<(), tungstenite::Error> {
+    for f in frames {
+        sink.feed(to_ws(f)).await?;
+    }
+    sink.flush().await
+}
+
+/// Reads until a complete wslink message arrives (used for the hello,
+/// before the task exists). Publishes and stray replies that come first are
+/// ignored.
+pub(crate) async fn read_message(ws: &mut Socket, decoder: &mut Decoder) -> Result<Message, Ended> {
+    loop {
+        let frame = match ws.next().await {
+            None => return Err(Ended::Closed("the server closed the connection".into())),
+            Some(Err(e)) => return Err(Ended::Closed(format!("connection lost: {e}"))),
+            Some(Ok(Ws::Close(frame))) => return Err(Ended::Closed(describe_close(frame))),
+            Some(Ok(m)) => m,
+        };
+        match decoder.push(frame) {
+            Ok(Some(m)) => return Ok(m),
+            Ok(None) => {}
+            Err(e) => return Err(protocol(e)),
+        }
+    }
+}
+
+fn protocol(e: CodecError) -> Ended {
+    Ended::Protocol(
+        format!("the server sent an invalid message: {e}"),
+        Some(Arc::new(e)),
+    )
+}
+
+fn describe_close(frame: Option<CloseFrame>) -> String {
+    match frame {
+        Some(f) if f.reason.is_empty() => {
+            format!(
+                "the server closed the connection (code {})",
+                u16::from(f.code)
+            )
+        }
+        Some(f) => format!(
+            "the server closed the connection (code {}: {})",
+            u16::from(f.code),
+            f.reason
+        ),
+        None => "the server closed the connection".into(),
+    }
+}
+
+/// The connection task. Reading and writing run side by side on the two
+/// halves of the socket, so a large upload never stops replies from being
+/// read (and the other way round).
+pub(crate) async fn run(
+    ws: Socket,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Outgoing>,
+    mut decoder: Decoder,
+) {
+    // Whatever happens to this task (even a panic, or the runtime shutting
+    // down), waiting calls and `Client::closed` must hear of it.
+    let _finish = Finish(&shared);
+    let (mut sink, mut stream) = ws.split();
+    let mut close_frame: Option<CloseFrame> = None;
+    {
+        let reader = read_loop(&mut stream, &shared, &mut decoder);
+        let writer = write_loop(&mut sink, &shared, &mut commands);
+        tokio::pin!(reader, writer);
+        tokio::select! {
+            (ended, code) = &mut reader => {
+                if let (Some(code), Ended::Protocol(detail, _)) = (code, &ended) {
+                    close_frame = Some(CloseFrame { code, reason: truncate(detail).into() });
+                }
+                tracing::debug!(%ended, "connection ended by the read side");
+                shared.end(ended);
+            }
+            result = &mut writer => {
+                let ended = match result {
+                    Ok(()) => Ended::Closed("the client closed the connection".into()),
+                    Err(e) => Ended::Closed(format!("sending failed: {e}")),
+                };
+                tracing::debug!(%ended, "connection ended by the write side");
+                shared.end(ended);
+                close_frame = Some(CloseFrame { code: CloseCode::Normal, reason: "".into() });
+            }
+        }
+    }
+    if let Some(frame) = close_frame {
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Ws::Close(Some(frame)))).await;
+        // Wait (briefly) for the server's close frame, reading whatever
+        // comes before it, then drop the socket.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    drop(commands);
+}
+
+/// Marks the connection ended and finished when the task stops.
+struct Finish<'a>(&'a Shared);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        // The first reason wins: this only matters if nothing ended it yet.
+        self.0
+            .end(Ended::Closed("the connection task stopped".into()));
+        self.0.finished.send_replace(true);
+    }
+}
+
+fn truncate(s: &str) -> String {
+    // A close frame's reason is at most 123 bytes.
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// Reads and routes messages until the connection ends; returns why, and
+/// the close code to send when the client is the one ending it.
+async fn read_loop(
+    stream: &mut (impl futures_util::Stream<Item = Result<Ws, tungstenite::Error>> + Unpin),
+    shared: &Shared,
+    decoder: &mut Decoder,
+) -> (Ended, Option<CloseCode>) {
+    loop {
+        let frame = match stream.next().await {
+            None => {
+                let detail = "the connection ended without a close frame";
+                return (Ended::Closed(detail.into()), None);
+            }
+            Some(Err(e)) => return transport_error(e),
+            Some(Ok(Ws::Close(frame))) => return (Ended::Closed(describe_close(frame)), None),
+            Some(Ok(m)) => m,
+        };
+        match decoder.push(frame) {
+            Ok(Some(message)) => shared.dispatch(message),
+            Ok(None) => {}
+            Err(e) => {
+                let code = if e.is_size_limit() {
+                    CloseCode::Size
+                } else {
+                    CloseCode::Protocol
+                };
+                return (protocol(e), Some(code));
+            }
+        }
+    }
+}
+
+/// Sorts the WebSocket library's read errors: the server breaking a limit
+/// or the WebSocket rules is a protocol error, anything else a lost
+/// connection.
+fn transport_error(e: tungstenite::Error) -> (Ended, Option<CloseCode>) {
+    use tungstenite::error::ProtocolError;
+    match e {
+        tungstenite::Error::Capacity(c) => (
+            Ended::Protocol(
+                format!("the server sent a message over the size limit: {c}"),
+                None,
+            ),
+            Some(CloseCode::Size),
+        ),
+        tungstenite::Error::Utf8(_) => (
+            Ended::Protocol(
+                "the server sent a text frame that is not UTF-8".into(),
+                None,
+            ),
+            Some(CloseCode::Invalid),
+        ),
+        tungstenite::Error::Protocol(p)
+            if !matches!(p, ProtocolError::ResetWithoutClosingHandshake) =>
+        {
+            (
+                Ended::Protocol(
+                    format!("the server broke the WebSocket protocol: {p}"),
+                    None,
+                ),
+                Some(CloseCode::Protocol),
+            )
+        }
+        other => (Ended::Closed(format!("connection lost: {other}")), None),
+    }
+}
+
+/// Writes messages until the client asks to close (or every handle is
+/// gone: `Ok`) or a write fails (`Err`).
+async fn write_loop(
+    sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
+    shared: &Shared,
+    commands: &mut mpsc::Receiver<Outgoing>,
+) -> Result<(), tungstenite::Error> {
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.close_requested.notified() => return Ok(()),
+            cmd = commands.recv() => match cmd {
+                None => return Ok(()),
+                Some(Outgoing(frames)) => send_frames(sink, frames).await?,
+            },
+        }
+    }
+}

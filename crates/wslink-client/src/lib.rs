@@ -1,0 +1,659 @@
+//! # wslink-client
+//!
+//! An async client for [wslink](https://github.com/Kitware/wslink) servers:
+//! this project's server, or Kitware's Python server (2.x, or 1.x with
+//! [`Generation::V1`]). It says hello with a secret, then makes calls, many at
+//! once on one connection, receives publishes through subscriptions, and
+//! moves binary data both ways.
+//!
+//! ```no_run
+//! use wslink_client::{Client, Value};
+//!
+//! # async fn demo() -> Result<(), wslink_client::Error> {
+//! let client = Client::connect("ws://127.0.0.1:8080/ws", "wslink-secret").await?;
+//!
+//! // Dynamic values...
+//! let sum = client.call("math.add", vec![Value::from(2), Value::from(3)], vec![]).await?;
+//! assert_eq!(sum.as_i64(), Some(5));
+//!
+//! // ...or any serde types: arguments serialize as a sequence.
+//! let sum: f64 = client.call_typed("math.add", (0.5, 0.25)).await?;
+//! assert_eq!(sum, 0.75);
+//!
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it works
+//!
+//! [`ClientBuilder::connect`] opens the WebSocket, sends `wslink.hello` and
+//! waits for the reply (its client id and, in 2.x, the server's largest
+//! accepted frame, `maxMsgSize`). Then a background task owns the socket:
+//! calls encode their message, hand the frames to the task through a bounded
+//! channel and wait for the reply routed back by id. Messages larger than
+//! `maxMsgSize` are cut into chunks (2.x); binary values travel as msgpack
+//! `bin` (2.x) or as attachments (1.x).
+//!
+//! ## Facing a hostile or broken server
+//!
+//! - Reassembly of chunked messages and 1.x attachments is bounded
+//!   ([`ClientBuilder::max_message_size`]); a server going over a bound is a
+//!   protocol error.
+//! - Replies to ids nobody waits for (unknown, or already timed out) are
+//!   ignored and counted ([`Client::stats`]).
+//! - A message that cannot be decoded fails every pending call with
+//!   [`Error::Protocol`] and closes the connection (close code 1002, or 1009
+//!   for a size limit). Nothing the server sends makes the client panic.
+//! - Subscribers that do not read lose their oldest messages, never the
+//!   connection's memory (see [`Subscription`]).
+
+#![warn(missing_docs)]
+
+mod connection;
+mod error;
+mod subscription;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wslink_core::chunking::UnchunkLimits;
+use wslink_core::codec::{v1, v2};
+use wslink_core::protocol::{self, codes, HelloReply};
+use wslink_core::Request;
+
+pub use error::Error;
+pub use subscription::Subscription;
+pub use wslink_core::{from_value, to_value, Generation, Map, Value};
+
+use connection::{Decoder, Encoder, Outgoing, ReplyError, Shared};
+use error::Ended;
+use subscription::{lock, SubQueue};
+
+/// Default of [`ClientBuilder::call_timeout`]: 60 s.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of [`ClientBuilder::connect_timeout`]: 10 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ClientBuilder::subscription_buffer`]: 256 messages.
+pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
+/// Default of [`ClientBuilder::max_message_size`]: 256 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+/// Messages handed to the connection task and not yet written, at most.
+const COMMAND_QUEUE: usize = 64;
+
+/// Size limits on what the server sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    max_message_size: usize,
+}
+
+impl Limits {
+    fn v2(&self) -> v2::DecodeLimits {
+        v2::DecodeLimits {
+            unchunk: UnchunkLimits {
+                max_message_size: self.max_message_size,
+                // A message being reassembled holds a little more than its
+                // size (see `UnchunkLimits::max_pending_bytes`).
+                max_pending_bytes: self.max_message_size.saturating_add(1 << 20),
+                ..UnchunkLimits::default()
+            },
+            ..v2::DecodeLimits::default()
+        }
+    }
+
+    fn v1(&self) -> v1::DecodeLimits {
+        let mut limits = v1::DecodeLimits {
+            max_text_size: self.max_message_size,
+            ..v1::DecodeLimits::default()
+        };
+        limits.attachments.max_held_bytes = self.max_message_size;
+        limits
+    }
+
+    fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// What the connection has seen and set aside, for monitoring and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Replies whose id no call was waiting for (unknown ids, calls that
+    /// timed out, malformed ids).
+    pub unknown_replies: u64,
+    /// Publishes on topics nobody here subscribed to (wslink servers send
+    /// every publish to every client, so these are normal).
+    pub unrouted_publishes: u64,
+    /// Publishes dropped because a subscriber's buffer was full (summed over
+    /// subscriptions, including past ones).
+    pub dropped_publishes: u64,
+    /// Messages a server should not send to a client (requests), ignored.
+    pub unexpected_messages: u64,
+}
+
+/// Configures and opens a connection. Made by [`Client::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wslink_client::{Client, Generation};
+///
+/// # async fn demo() -> Result<(), wslink_client::Error> {
+/// let client = Client::builder("ws://127.0.0.1:8080/ws")
+///     .secret("my-secret")
+///     .generation(Generation::V1) // a wslink 1.x server
+///     .call_timeout(Duration::from_secs(5))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .connect() is awaited"]
+pub struct ClientBuilder {
+    url: String,
+    secret: String,
+    generation: Generation,
+    call_timeout: Duration,
+    connect_timeout: Duration,
+    subscription_buffer: usize,
+    limits: Limits,
+}
+
+impl ClientBuilder {
+    /// The secret for `wslink.hello` (default `wslink-secret`, wslink's own).
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+
+    /// The wire generation: [`Generation::V2`] (default, wslink 2.x: msgpack,
+    /// chunked binary frames) or [`Generation::V1`] (wslink 1.x: JSON text
+    /// frames with binary attachments).
+    pub fn generation(mut self, generation: Generation) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The time limit of every call, unless given per call with
+    /// [`Client::call_with_timeout`] (default [`DEFAULT_CALL_TIMEOUT`]).
+    /// `Duration::MAX` waits forever.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The time limit for connecting and saying hello (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many messages each [`Subscription`] buffers before it drops the
+    /// oldest (default [`DEFAULT_SUBSCRIPTION_BUFFER`], at least 1).
+    pub fn subscription_buffer(mut self, messages: usize) -> Self {
+        self.subscription_buffer = messages.max(1);
+        self
+    }
+
+    /// The largest message accepted from the server, in bytes: a WebSocket
+    /// frame, a reassembled 2.x message, a 1.x JSON text or the attachments
+    /// held for one (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// Connects, says hello and starts the connection task.
+    ///
+    /// Fails with [`Error::InvalidUrl`], [`Error::Connect`] (refused, not a
+    /// WebSocket endpoint, ...), [`Error::Auth`] (wrong secret),
+    /// [`Error::Timeout`] (no hello reply in time), or [`Error::Closed`] /
+    /// [`Error::Protocol`] if the server hangs up or talks nonsense.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let timeout = self.connect_timeout;
+        match tokio::time::timeout(timeout, self.connect_inner()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                method: protocol::HELLO_METHOD.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(self) -> Result<Client, Error> {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let connected = tokio_tungstenite::connect_async_with_config(
+            self.url.as_str(),
+            Some(self.limits.websocket()),
+            true,
+        )
+        .await;
+        let mut ws = match connected {
+            Ok((ws, _response)) => ws,
+            Err(e @ (WsError::Url(_) | WsError::HttpFormat(_))) => {
+                return Err(Error::InvalidUrl {
+                    url: self.url,
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => {
+                return Err(Error::Connect {
+                    url: self.url,
+                    source: Box::new(e),
+                })
+            }
+        };
+
+        // Hello, before the task exists: nothing else can be sent yet.
+        let hello = wslink_core::Message::Request(protocol::hello_request(&self.secret));
+        let pre_hello = match self.generation {
+            Generation::V2 => Encoder::V2 {
+                max_frame: protocol::PRE_HELLO_MAX_MSG_SIZE,
+            },
+            Generation::V1 => Encoder::V1,
+        };
+        let frames = pre_hello.encode(&hello).map_err(|e| Error::InvalidArgs {
+            method: protocol::HELLO_METHOD.into(),
+            reason: e.to_string(),
+        })?;
+        connection::send_frames(&mut ws, frames)
+            .await
+            .map_err(|e| Error::Closed {
+                detail: format!("sending the hello failed: {e}"),
+            })?;
+        let mut decoder = Decoder::new(self.generation, &self.limits);
+        let reply = loop {
+            let message = connection::read_message(&mut ws, &mut decoder)
+                .await
+                .map_err(|e| match e {
+                    Ended::Closed(detail) => Error::Closed {
+                        detail: format!("{detail} before answering the hello"),
+                    },
+                    other => other.to_error(),
+                })?;
+            if message.id() == Some(wslink_core::ids::HELLO_ID) {
+                break message;
+            }
+            tracing::debug!(id = ?message.id(), "ignoring a message that came before the hello reply");
+        };
+        let hello = match reply {
+            wslink_core::Message::Result { result, .. } => HelloReply::from_value(&result)
+                .ok_or_else(|| Error::Auth {
+                    url: self.url.clone(),
+                    code: codes::CLIENT_ERROR,
+                    message: format!("the hello reply has no client id: {result:?}"),
+                })?,
+            wslink_core::Message::Error { error, .. } => {
+                let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+                return Err(Error::Auth {
+                    url: self.url,
+                    code: error.code,
+                    message: error.message,
+                });
+            }
+            _ => {
+                return Err(Error::Protocol {
+                    detail: "the server answered the hello with a request".into(),
+                    source: None,
+                })
+            }
+        };
+        if let Err(e) = wslink_core::ids::validate_client_id(&hello.client_id) {
+            return Err(Error::Protocol {
+                detail: format!("unusable hello reply: {e}"),
+                source: None,
+            });
+        }
+
+        let max_msg_size = match (self.generation, hello.max_msg_size) {
+            (Generation::V1, _) => 0,
+            (Generation::V2, Some(size)) => usize::try_from(size).unwrap_or(usize::MAX),
+            (Generation::V2, None) => protocol::PRE_HELLO_MAX_MSG_SIZE,
+        };
+        let encoder = match self.generation {
+            Generation::V2 => Encoder::V2 {
+                max_frame: max_msg_size,
+            },
+            Generation::V1 => Encoder::V1,
+        };
+        let shared = Shared::new(hello.client_id.clone());
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        tokio::spawn(connection::run(ws, shared.clone(), rx, decoder));
+        tracing::debug!(url = %self.url, client_id = %hello.client_id, max_msg_size, "connected");
+        Ok(Client {
+            inner: Arc::new(Inner {
+                shared,
+                commands: tx,
+                url: self.url,
+                generation: self.generation,
+                max_msg_size: hello.max_msg_size,
+                encoder,
+                call_timeout: self.call_timeout,
+                subscription_buffer: self.subscription_buffer,
+                next_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// A connection to a wslink server. Cheap to clone: clones share the
+/// connection, which closes when [`Client::close`] is called or when every
+/// clone and every [`Subscription`] is gone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Outgoing>,
+    url: String,
+    generation: Generation,
+    max_msg_size: Option<u64>,
+    encoder: Encoder,
+    call_timeout: Duration,
+    subscription_buffer: usize,
+    next_seq: AtomicU64,
+}
+
+/// Removes a call's entry from the pending table when the call is over,
+/// however it ended (reply, timeout, or the caller dropping the future).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    seq: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.state).pending.remove(&self.seq);
+    }
+}
+
+impl Client {
+    /// Starts configuring a connection to `url` (`ws://HOST:PORT/PATH`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            secret: protocol::DEFAULT_SECRET.to_owned(),
+            generation: Generation::V2,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
+            limits: Limits {
+                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            },
+        }
+    }
+
+    /// Connects to a wslink 2.x server with default settings.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = wslink_client::Client::connect("ws://127.0.0.1:8080/ws", "wslink-secret").await?;
+    /// println!("connected as {}", client.client_id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str, secret: &str) -> Result<Client, Error> {
+        Client::builder(url).secret(secret).connect().await
+    }
+
+    /// Calls `method(*args, **kwargs)` and waits for its result, at most the
+    /// builder's call timeout.
+    ///
+    /// Errors: [`Error::Rpc`] when the server answers with an error (an
+    /// exception, an unknown method...), [`Error::Timeout`], [`Error::Closed`]
+    /// or [`Error::Protocol`] when the connection ends first,
+    /// [`Error::InvalidArgs`] when the arguments cannot be encoded.
+    ///
+    /// ```no_run
+    /// use wslink_client::{Client, Value};
+    /// # async fn demo(client: Client) -> Result<(), wslink_client::Error> {
+    /// let image = client
+    ///     .call("viewport.image.render", vec![Value::from(640), Value::from(480)], vec![(Value::from("quality"), Value::from(80))])
+    ///     .await?;
+    /// let pixels = image.get("image").and_then(Value::as_bytes);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call(&self, method: &str, args: Vec<Value>, kwargs: Map) -> Result<Value, Error> {
+        self.call_with_timeout(method, args, kwargs, self.inner.call_timeout)
+            .await
+    }
+
+    /// [`call`](Client::call) with its own time limit (`Duration::MAX`: none).
+    ///
+    /// A reply that arrives after the limit is ignored (and counted in
+    /// [`ClientStats::unknown_replies`]).
+    pub async fn call_with_timeout(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Map,
+        timeout: Duration,
+    ) -> Result<Value, Error> {
+        let inner = &*self.inner;
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let request = wslink_core::Message::Request(Request {
+            id: format!("rpc:{}:{seq}", inner.shared.client_id),
+            method: method.to_owned(),
+            args,
+            kwargs,
+        });
+        let frames = inner
+            .encoder
+            .encode(&request)
+            .map_err(|e| Error::InvalidArgs {
+                method: method.to_owned(),
+                reason: e.to_string(),
+            })?;
+        drop(request);
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut st = lock(&inner.shared.state);
+            if let Some(ended) = &st.ended {
+                return Err(ended.to_error());
+            }
+            st.pending.insert(seq, tx);
+        }
+        let _guard = PendingGuard {
+            shared: &inner.shared,
+            seq,
+        };
+        let exchange = async {
+            if inner.commands.send(Outgoing(frames)).await.is_err() {
+                return Err(ReplyError::Ended(self.ended()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(ReplyError::Ended(self.ended())))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(ReplyError::Rpc(e))) => Err(Error::Rpc {
+                method: method.to_owned(),
+                code: e.code,
+                message: e.message,
+                data: e.data,
+            }),
+            Ok(Err(ReplyError::Ended(ended))) => Err(ended.to_error()),
+            Err(_) => Err(Error::Timeout {
+                method: method.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// Calls with typed arguments and a typed result.
+    ///
+    /// `args` must serialize as a sequence: a tuple, an array, a `Vec`, or a
+    /// tuple struct (`()` for none). Binary data must serialize as bytes
+    /// (e.g. [`bytes::Bytes`] or a `serde_bytes` field), since a plain
+    /// `Vec<u8>` serializes as a list of numbers.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: wslink_client::Client) -> Result<(), wslink_client::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Digest { len: u64, sum: u32 }
+    ///
+    /// let data = bytes::Bytes::from(vec![1u8, 2, 3]);
+    /// let d: Digest = client.call_typed("conformance.digest", (data,)).await?;
+    /// assert_eq!((d.len, d.sum), (3, 6));
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_typed<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, Error> {
+        self.call_typed_with_kwargs(method, args, ()).await
+    }
+
+    /// [`call_typed`](Client::call_typed) with keyword arguments: `kwargs`
+    /// must serialize as a map (a struct, a `HashMap`...) or as `()`.
+    pub async fn call_typed_with_kwargs<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        kwargs: impl Serialize,
+    ) -> Result<R, Error> {
+        let invalid = |reason: String| Error::InvalidArgs {
+            method: method.to_owned(),
+            reason,
+        };
+        let args = match to_value(&args).map_err(|e| invalid(e.to_string()))? {
+            Value::Array(items) => items,
+            Value::Nil => Vec::new(),
+            other => {
+                return Err(invalid(format!(
+                    "arguments must serialize as a sequence (a tuple, array or Vec), found {}",
+                    other.kind()
+                )))
+            }
+        };
+        let kwargs = match to_value(&kwargs).map_err(|e| invalid(e.to_string()))? {
+            Value::Map(entries) => entries,
+            Value::Nil => Vec::new(),
+            other => {
+                return Err(invalid(format!(
+                    "keyword arguments must serialize as a map, found {}",
+                    other.kind()
+                )))
+            }
+        };
+        let result = self.call(method, args, kwargs).await?;
+        from_value(result).map_err(|source| Error::Decode {
+            method: method.to_owned(),
+            source,
+        })
+    }
+
+    /// Receives the messages published on `topic` (see [`Subscription`] for
+    /// buffering). Nothing is sent to the server: wslink servers send every
+    /// publish to every client.
+    ///
+    /// Fails with [`Error::InvalidTopic`] for a topic outside wslink's id
+    /// grammar (such a topic could never be routed), and with the
+    /// connection's error if it has ended.
+    pub fn subscribe(&self, topic: &str) -> Result<Subscription, Error> {
+        wslink_core::ids::validate_topic(topic)?;
+        let queue = SubQueue::new(self.inner.subscription_buffer);
+        {
+            let mut st = lock(&self.inner.shared.state);
+            if let Some(ended) = &st.ended {
+                return Err(ended.to_error());
+            }
+            st.subs
+                .entry(topic.to_owned())
+                .or_default()
+                .push(queue.clone());
+        }
+        Ok(Subscription {
+            client: self.clone(),
+            topic: topic.to_owned(),
+            queue,
+        })
+    }
+
+    pub(crate) fn unsubscribe(&self, topic: &str, queue: &Arc<SubQueue>) {
+        let mut st = lock(&self.inner.shared.state);
+        if let Some(list) = st.subs.get_mut(topic) {
+            list.retain(|q| !Arc::ptr_eq(q, queue));
+            if list.is_empty() {
+                st.subs.remove(topic);
+            }
+        }
+    }
+
+    /// Closes the connection: calls in flight fail with [`Error::Closed`],
+    /// subscriptions end, a close frame is sent, and this returns once the
+    /// server answered it (or after a short grace period). Closing twice is
+    /// harmless.
+    pub async fn close(&self) {
+        self.inner.shared.close_requested.notify_one();
+        self.closed().await;
+    }
+
+    /// Waits until the connection has ended, for any reason.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.shared.finished.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Why the connection ended, as the error later calls get; `None` while
+    /// it is open.
+    pub fn close_reason(&self) -> Option<Error> {
+        self.inner.shared.ended().map(|e| e.to_error())
+    }
+
+    /// `true` once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.ended().is_some()
+    }
+
+    /// The client id the server gave in its hello reply.
+    pub fn client_id(&self) -> &str {
+        &self.inner.shared.client_id
+    }
+
+    /// The largest frame the server accepts, from its hello reply (2.x
+    /// servers announce it, 1.x servers do not). 2.x messages are chunked to
+    /// fit it.
+    pub fn max_msg_size(&self) -> Option<u64> {
+        self.inner.max_msg_size
+    }
+
+    /// The wire generation of this connection.
+    pub fn generation(&self) -> Generation {
+        self.inner.generation
+    }
+
+    /// The URL connected to.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Counters of what the connection ignored or dropped.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.shared.counters;
+        ClientStats {
+            unknown_replies: c.unknown_replies.load(Ordering::Relaxed),
+            unrouted_publishes: c.unrouted_publishes.load(Ordering::Relaxed),
+            dropped_publishes: c.dropped_publishes.load(Ordering::Relaxed),
+            unexpected_messages: c.unexpected_messages.load(Ordering::Relaxed),
+        }
+    }
+
+    fn ended(&self) -> Ended {
+        self.inner
+            .shared
+            .ended()
+            .unwrap_or_else(|| Ended::Closed("the connection task stopped".into()))
+    }
+}
