@@ -83,11 +83,18 @@ const CLIENTS = [
     command: NPM_RUNNER,
     needs: ['tests/peers/node_modules/wslink-1/dist/wslink.js'],
   },
-  // The project's own runners join here, e.g.:
-  // { name: 'rust', generations: [2, 1], default: false,
-  //   command: ['{root}/target/debug/<runner>', '--url', '{url}', '--secret', '{secret}', '--generation', '{generation}'] },
-  // { name: 'typescript', generations: [2, 1], default: false,
-  //   command: ['{node}', '--experimental-websocket', '<runner>.mjs', '--url', '{url}', '--secret', '{secret}', '--generation', '{generation}'] },
+  {
+    name: 'rust',
+    generations: [2, 1],
+    command: ['{root}/target/debug/examples/conformance_runner', '--url', '{url}', '--secret', '{secret}', '--generation', '{generation}'],
+    needs: ['target/debug/examples/conformance_runner'],
+  },
+  {
+    name: 'typescript',
+    generations: [2, 1],
+    command: ['{node}', '--experimental-websocket', 'tests/conformance/ts-client.mjs', '--url', '{url}', '--secret', '{secret}', '--generation', '{generation}'],
+    needs: ['js-client/dist/src/index.js'],
+  },
 ];
 
 const SECRET = 'conformance-secret-not-the-default';
