@@ -6,6 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Tests that could skip for a missing peer fail instead: everything is installed here.
+export WSLINK_REQUIRE_ALL=1
 
 results=()
 failed=0
@@ -35,6 +37,8 @@ stage "golden vectors: official decoders read our bytes" bash tests/golden/check
 stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
 stage "browser: image-stream demo in headless chromium" bash tests/browser/run.sh
+# After the browser stage: its chromium and playwright-core are needed here.
+stage "js-client: integration tests (our and the Python servers, Node and chromium)" bash -c "cd js-client && npm run test:integration"
 
 echo
 echo "=== summary"

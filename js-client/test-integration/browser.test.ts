@@ -49,6 +49,11 @@ function findPlaywright(): Playwright | null {
 const chromium = findChromium();
 const playwright = findPlaywright();
 const skip = !chromium ? 'no Chromium (set CHROMIUM)' : !playwright ? 'no playwright-core (bash tests/browser/run.sh installs it)' : false;
+// tests/run-all.sh installs everything first and sets this, so that a
+// missing browser fails there instead of passing as a skip.
+if (skip && process.env.WSLINK_REQUIRE_ALL === '1') {
+  throw new Error(`browser tests cannot run: ${skip}`);
+}
 
 const PAGE = `<!doctype html>
 <script type="importmap">{"imports":{"@msgpack/msgpack":"/vendor/msgpack/index.mjs"}}</script>

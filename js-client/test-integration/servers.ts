@@ -178,5 +178,10 @@ export async function startServer(spec: ServerSpec, secret = 'integration-secret
 }
 
 export function available(spec: ServerSpec): boolean {
-  return spec.command(1, 'x') !== null;
+  const ok = spec.command(1, 'x') !== null;
+  // Set by tests/run-all.sh, which installs every server first.
+  if (!ok && process.env.WSLINK_REQUIRE_ALL === '1') {
+    throw new Error(`${spec.name} is not installed (bash tests/peers/install.sh)`);
+  }
+  return ok;
 }
