@@ -100,6 +100,10 @@ impl IdKind {
 
 /// A parsed message id.
 ///
+/// Parsing accepts `KIND:NAME:SEQ` with `SEQ` a `u64` in decimal without
+/// leading zeros, so that every id that parses formats back to the same
+/// string.
+///
 /// ```
 /// use wslink_core::ids::{IdKind, MessageId};
 /// let id: MessageId = "publish:image.frames:42".parse().unwrap();
@@ -169,7 +173,15 @@ impl FromStr for MessageId {
             "system" => IdKind::System,
             _ => return Err(malformed()),
         };
-        if !is_valid_name(name) || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits without leading zeros: one string per id, so that a parsed
+        // id formats back to the string it came from (the npm client matches
+        // a reply to its call by the exact id string).
+        let canonical = seq == "0" || !seq.starts_with('0');
+        if !is_valid_name(name)
+            || seq.is_empty()
+            || !seq.bytes().all(|b| b.is_ascii_digit())
+            || !canonical
+        {
             return Err(malformed());
         }
         let seq = seq.parse().map_err(|_| malformed())?;
