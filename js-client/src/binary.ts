@@ -68,6 +68,25 @@ export function mapLeaves(value: unknown, leaf: (v: unknown) => unknown, depth =
   return leaf(value);
 }
 
+/**
+ * True when arrays and plain objects nest more than `max` levels deep in
+ * `value` (a flat array is one level). The walk goes no deeper than
+ * `max + 1` levels, so it cannot overflow the stack whatever it is given
+ * (decoders build 100,000-level values without recursion; walking them
+ * naively would not survive).
+ */
+export function nestedDeeperThan(value: unknown, max: number, depth = 0): boolean {
+  if (Array.isArray(value)) {
+    if (depth >= max) return true;
+    return value.some((v) => nestedDeeperThan(v, max, depth + 1));
+  }
+  if (isPlainObject(value)) {
+    if (depth >= max) return true;
+    return Object.keys(value).some((k) => nestedDeeperThan(value[k], max, depth + 1));
+  }
+  return false;
+}
+
 /** True if a Blob appears anywhere in `value` (arrays and plain objects). */
 export function containsBlob(value: unknown, depth = 0): boolean {
   if (depth > MAX_DEPTH) return false;

@@ -68,30 +68,65 @@ export interface ReassemblyLimits {
   maxMessageSize: number;
   /** Partial messages kept at once; the oldest is dropped beyond. */
   maxPendingMessages: number;
-  /** Bytes held by partial messages, all together. */
+  /**
+   * Bytes held by partial messages, all together: the size of the buffers
+   * that hold the chunks received so far (never the declared sizes).
+   */
   maxPendingBytes: number;
+  /**
+   * Separately stored runs of bytes held by partial messages, all together.
+   * A chunk that continues a run (chunks in order, as every wslink sender
+   * sends them) is appended to it, so a message sent in order costs one run
+   * whatever its number of chunks; only chunks that arrive out of order
+   * start new runs. Bounds the bookkeeping a server sending scattered
+   * one-byte chunks can make the client keep.
+   */
+  maxPendingChunks: number;
 }
 
+/**
+ * Defaults: messages of up to 512 MiB, 64 partial messages holding 512 MiB
+ * and 4096 runs at most, all together.
+ */
 export const DEFAULT_REASSEMBLY_LIMITS: Readonly<ReassemblyLimits> = Object.freeze({
   maxMessageSize: 512 * 1024 * 1024,
   maxPendingMessages: 64,
   maxPendingBytes: 512 * 1024 * 1024,
+  maxPendingChunks: 4096,
 });
 
-interface Piece {
+/** Contiguous bytes of a partial message: `buf[0, length)` goes at `offset`. */
+interface Run {
   offset: number;
-  bytes: Uint8Array;
+  /** Its byteLength is the run's capacity (what it is charged). */
+  buf: Uint8Array;
+  length: number;
 }
 
 interface Pending {
   total: number;
   received: number;
   /** Sorted by offset, never overlapping. */
-  pieces: Piece[];
+  runs: Run[];
 }
 
 const REJECTED_MEMORY = 64;
 
+/**
+ * Reassembles chunked messages.
+ *
+ * Memory follows what arrived, never what a header declares: chunks that
+ * arrive in order are copied into one buffer per message, which grows by
+ * doubling (capped at the declared size) and becomes the message without
+ * another copy. A message that arrives as one frame is returned as is.
+ * Chunks out of order start separate runs, copied together once the message
+ * is complete. Everything held counts against {@link ReassemblyLimits}:
+ * buffer capacities against `maxPendingBytes`, runs against
+ * `maxPendingChunks`, messages against `maxPendingMessages`.
+ *
+ * Work per chunk is O(log runs), so no order of chunks can make reassembly
+ * quadratic.
+ */
 export class Reassembler {
   private readonly limits: ReassemblyLimits;
   private readonly report: (error: WslinkError) => void;
@@ -99,6 +134,7 @@ export class Reassembler {
   /** Ids of messages already dropped: their later chunks are ignored quietly. */
   private readonly rejected = new Set<number>();
   private heldBytes = 0;
+  private heldRuns = 0;
 
   constructor(limits: Partial<ReassemblyLimits> = {}, report: (error: WslinkError) => void = () => {}) {
     this.limits = { ...DEFAULT_REASSEMBLY_LIMITS, ...limits };
@@ -110,15 +146,21 @@ export class Reassembler {
     return this.pending.size;
   }
 
-  /** Bytes held by partial messages. */
+  /** Bytes held by partial messages (the capacity of their buffers). */
   get pendingBytes(): number {
     return this.heldBytes;
+  }
+
+  /** Runs of contiguous bytes held by partial messages (see `maxPendingChunks`). */
+  get pendingChunks(): number {
+    return this.heldRuns;
   }
 
   reset(): void {
     this.pending.clear();
     this.rejected.clear();
     this.heldBytes = 0;
+    this.heldRuns = 0;
   }
 
   /**
@@ -136,6 +178,7 @@ export class Reassembler {
     }
     const { id, offset, size: total } = header;
     const bytes = frame.subarray(HEADER_LENGTH);
+    const length = bytes.byteLength;
     if (this.rejected.has(id)) return null;
     const fail = (why: string): null => {
       this.drop(id);
@@ -145,47 +188,82 @@ export class Reassembler {
     };
 
     if (total === 0) return fail('declares a total size of 0');
-    if (bytes.byteLength === 0) return fail(`empty chunk at offset ${offset}`);
+    if (length === 0) return fail(`empty chunk at offset ${offset}`);
     if (total > this.limits.maxMessageSize) return fail(`declared size ${total} exceeds the limit of ${this.limits.maxMessageSize} bytes`);
-    if (offset + bytes.byteLength > total) return fail(`chunk [${offset}, ${offset + bytes.byteLength}) runs past the declared size ${total}`);
+    if (offset + length > total) return fail(`chunk [${offset}, ${offset + length}) runs past the declared size ${total}`);
 
     let entry = this.pending.get(id);
     if (!entry) {
       // A whole message in one frame: no copy at all.
-      if (offset === 0 && bytes.byteLength === total) return bytes;
+      if (offset === 0 && length === total) return bytes;
       if (this.pending.size >= this.limits.maxPendingMessages) {
         const oldest = this.pending.keys().next().value as number;
         this.drop(oldest);
         this.reject(oldest);
         this.report(clientError('protocol', `Chunked message ${oldest} dropped: more than ${this.limits.maxPendingMessages} partial messages`));
       }
-      entry = { total, received: 0, pieces: [] };
+      entry = { total, received: 0, runs: [] };
       this.pending.set(id, entry);
     } else if (entry.total !== total) {
       return fail(`total size changed from ${entry.total} to ${total}`);
     }
 
-    if (this.heldBytes + bytes.byteLength > this.limits.maxPendingBytes) {
-      return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`);
+    const runs = entry.runs;
+    // The run starting at or before `offset` (in-order chunks: the last one).
+    const i = runBefore(runs, offset);
+    const before = runs[i];
+    const after = runs[i + 1];
+    const overlap = `chunk [${offset}, ${offset + length}) overlaps bytes already received`;
+    if (before && before.offset + before.length > offset) return fail(overlap);
+    if (after && after.offset < offset + length) return fail(overlap);
+
+    if (before && before.offset + before.length === offset) {
+      // Continues a run: append, growing its buffer if needed.
+      const needed = before.length + length;
+      const capacity = before.buf.byteLength;
+      if (needed > capacity) {
+        const room = this.limits.maxPendingBytes - this.heldBytes + capacity;
+        if (needed > room) return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`);
+        // Doubling keeps appends O(1) on average; never beyond what the
+        // run can still receive, nor beyond the budget.
+        const grown = new Uint8Array(Math.min(Math.max(needed, 2 * capacity), total - before.offset, room));
+        grown.set(before.buf.subarray(0, before.length));
+        this.heldBytes += grown.byteLength - capacity;
+        before.buf = grown;
+      }
+      before.buf.set(bytes, before.length);
+      before.length = needed;
+    } else {
+      if (this.heldBytes + length > this.limits.maxPendingBytes) {
+        return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`);
+      }
+      if (this.heldRuns >= this.limits.maxPendingChunks) {
+        return fail(`more than ${this.limits.maxPendingChunks} separate chunks held for partial messages (chunks out of order)`);
+      }
+      // Keep the frame's bytes without a copy, unless they are a small
+      // view of a larger buffer that they would keep alive.
+      const own = bytes.buffer.byteLength > length + HEADER_LENGTH ? bytes.slice() : bytes;
+      runs.splice(i + 1, 0, { offset, buf: own, length });
+      this.heldBytes += length;
+      this.heldRuns += 1;
     }
-    if (!insertPiece(entry.pieces, { offset, bytes })) {
-      return fail(`chunk [${offset}, ${offset + bytes.byteLength}) overlaps bytes already received`);
-    }
-    entry.received += bytes.byteLength;
-    this.heldBytes += bytes.byteLength;
+    entry.received += length;
 
     if (entry.received < total) return null;
-    // No overlaps and every piece inside [0, total): the pieces tile the message.
+    // No overlaps and every run inside [0, total): the runs tile the message.
     this.drop(id);
+    const first = runs[0] as Run;
+    if (runs.length === 1) return first.buf.byteLength === total ? first.buf : first.buf.subarray(0, total);
     const message = new Uint8Array(total);
-    for (const piece of entry.pieces) message.set(piece.bytes, piece.offset);
+    for (const run of runs) message.set(run.buf.subarray(0, run.length), run.offset);
     return message;
   }
 
   private drop(id: number): void {
     const entry = this.pending.get(id);
     if (!entry) return;
-    this.heldBytes -= entry.received;
+    for (const run of entry.runs) this.heldBytes -= run.buf.byteLength;
+    this.heldRuns -= entry.runs.length;
     this.pending.delete(id);
   }
 
@@ -198,16 +276,18 @@ export class Reassembler {
   }
 }
 
-/** Inserts keeping the list sorted; false if the piece overlaps another. */
-function insertPiece(pieces: Piece[], piece: Piece): boolean {
-  const end = piece.offset + piece.bytes.byteLength;
-  let i = pieces.length;
-  // Chunks nearly always come in order: search from the end.
-  while (i > 0 && (pieces[i - 1] as Piece).offset > piece.offset) i -= 1;
-  const before = pieces[i - 1];
-  if (before && before.offset + before.bytes.byteLength > piece.offset) return false;
-  const after = pieces[i];
-  if (after && after.offset < end) return false;
-  pieces.splice(i, 0, piece);
-  return true;
+/** Index of the last run starting at or before `offset` (-1 if none). */
+function runBefore(runs: Run[], offset: number): number {
+  const last = runs.length - 1;
+  // Chunks nearly always come in order: try the last run first.
+  if (last < 0 || (runs[last] as Run).offset <= offset) return last;
+  let lo = -1;
+  let hi = last;
+  // Invariant: runs[lo].offset <= offset < runs[hi].offset (lo = -1: none).
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if ((runs[mid] as Run).offset <= offset) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }

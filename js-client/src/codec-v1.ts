@@ -13,13 +13,18 @@
  * a string. Unclaimed attachments are bounded in number, bytes and age (the
  * Python 1.x server sometimes sends attachments no message refers to).
  */
-import { isBinary, isBlob, mapLeaves, rewriteLeaves, toBlob, toUint8Array } from './binary.js';
+import { isBinary, isBlob, mapLeaves, MAX_DEPTH, nestedDeeperThan, rewriteLeaves, toBlob, toUint8Array } from './binary.js';
 import { DEFAULT_ATTACHMENT_LIMITS, type AttachmentLimits, type Codec, type CodecOptions, type Frame } from './codec.js';
 import { attachmentHeader, classify, type Incoming, type RequestEnvelope } from './envelope.js';
 import { clientError, type WslinkError } from './errors.js';
 import { parseJson, stringifyJson } from './json.js';
 
-export const ATTACHMENT_KEY = /^wslink_bin\d+$/;
+/**
+ * A `wslink_binN` key. N is a counter (Python's is process-wide), so it has
+ * at most 20 digits (a u64); longer "keys" from a server are refused, or a
+ * few thousand announced keys could each be as long as a text frame.
+ */
+export const ATTACHMENT_KEY = /^wslink_bin\d{1,20}$/;
 
 interface Received {
   bytes: Uint8Array;
@@ -134,12 +139,23 @@ export class CodecV1 implements Codec {
       this.report(clientError('protocol', `Malformed JSON message (${frame.length} characters): ${(e as Error).message}`, { cause: e }));
       return [];
     }
+    // JSON.parse builds any depth without recursion.
+    if (nestedDeeperThan(value, MAX_DEPTH)) {
+      this.report(clientError('protocol', `Message nested deeper than ${MAX_DEPTH} levels (${frame.length} characters), dropped`));
+      return [];
+    }
     const incoming = classify(value);
     if (incoming === null) {
       this.report(clientError('protocol', 'Received a message that is not a wslink envelope'));
       return [];
     }
     if (incoming.kind === 'attachment-header') {
+      const bad = incoming.keys.find((key) => !ATTACHMENT_KEY.test(key));
+      if (bad !== undefined) {
+        const shown = bad.length > 64 ? `${bad.slice(0, 64)}... (${bad.length} characters)` : bad;
+        this.report(clientError('protocol', `Attachment header announces ${JSON.stringify(shown)}, which is not a wslink_binN key (header ignored)`));
+        return [];
+      }
       for (const key of incoming.keys) this.announced.push(key);
       const excess = this.announced.length - this.limits.maxAnnouncedKeys;
       if (excess > 0) {

@@ -8,7 +8,7 @@
  * On the way in, see {@link CodecOptions.int64}.
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { isBinary, isBlob, mapLeaves, MAX_DEPTH, rewriteLeaves, toBlob, toUint8Array } from './binary.js';
+import { isBinary, isBlob, mapLeaves, MAX_DEPTH, nestedDeeperThan, rewriteLeaves, toBlob, toUint8Array } from './binary.js';
 import { chunkMessage, DEFAULT_MAX_MSG_SIZE, Reassembler } from './chunking.js';
 import type { Codec, CodecOptions, Frame } from './codec.js';
 import { classify, type Incoming, type RequestEnvelope } from './envelope.js';
@@ -94,6 +94,12 @@ export class CodecV2 implements Codec {
       value = this.decoder.decode(bytes);
     } catch (e) {
       this.report(clientError('protocol', `Malformed msgpack message (${bytes.byteLength} bytes): ${(e as Error).message}`, { cause: e }));
+      return [];
+    }
+    // msgpack decodes any depth without recursion; what the application
+    // (or a recursive walk here) does with 100,000 levels is another story.
+    if (nestedDeeperThan(value, MAX_DEPTH)) {
+      this.report(clientError('protocol', `Message nested deeper than ${MAX_DEPTH} levels (${bytes.byteLength} bytes), dropped`));
       return [];
     }
     value = this.postprocess(value);

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as Ws, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wslink_core::attachments::AttachmentKeys;
+use wslink_core::chunking::Chunks;
 use wslink_core::codec::{v1, v2, Frame};
 use wslink_core::ids::{IdKind, MessageId};
 use wslink_core::{CodecError, Generation, Message, RpcError, Value};
@@ -39,7 +40,31 @@ pub(crate) enum ReplyError {
 /// What calls hand to the writer: the frames of one message, written in
 /// order and without any other message's frames between them (1.x
 /// attachments depend on that).
-pub(crate) struct Outgoing(pub(crate) Vec<Frame>);
+pub(crate) struct Outgoing(pub(crate) Frames);
+
+/// The frames of one encoded message.
+///
+/// 2.x frames are cut from the encoded message as they are written, never
+/// all at once: a server announcing a tiny `maxMsgSize` (13 bytes: one byte
+/// of content per frame) would otherwise make the client hold some 50 bytes
+/// of frame bookkeeping per byte of every upload. 1.x messages are a few
+/// frames (attachments, then the JSON) made up front.
+#[derive(Debug)]
+pub(crate) enum Frames {
+    V2(Chunks),
+    V1(std::vec::IntoIter<Frame>),
+}
+
+impl Iterator for Frames {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        match self {
+            Frames::V2(chunks) => chunks.next().map(Frame::Binary),
+            Frames::V1(frames) => frames.next(),
+        }
+    }
+}
 
 /// Counters of what the connection saw and set aside.
 #[derive(Debug, Default)]
@@ -168,10 +193,11 @@ impl Shared {
             } else {
                 value.clone().unwrap_or_default()
             };
-            if q.push(v) {
+            let dropped = q.push(v);
+            if dropped > 0 {
                 self.counters
                     .dropped_publishes
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(dropped, Ordering::Relaxed);
             }
         }
     }
@@ -200,10 +226,12 @@ fn attachment_keys() -> &'static AttachmentKeys {
 }
 
 impl Encoder {
-    pub(crate) fn encode(self, message: &Message) -> Result<Vec<Frame>, CodecError> {
+    pub(crate) fn encode(self, message: &Message) -> Result<Frames, CodecError> {
         match self {
-            Encoder::V2 { max_frame } => v2::encode_frames(message, max_frame),
-            Encoder::V1 => v1::encode(message, attachment_keys()),
+            Encoder::V2 { max_frame } => v2::encode(message, max_frame).map(Frames::V2),
+            Encoder::V1 => {
+                v1::encode(message, attachment_keys()).map(|f| Frames::V1(f.into_iter()))
+            }
         }
     }
 }
@@ -259,12 +287,25 @@ fn to_ws(frame: Frame) -> Ws {
 /// Sends one message's frames.
 pub(crate) async fn send_frames(
     sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
-    frames: Vec<Frame>,
+    frames: impl IntoIterator<Item = Frame>,
+) -> Result<(), tungstenite::Error> {
+    feed_frames(sink, frames).await?;
+    sink.flush().await
+}
+
+/// Queues one message's frames in the socket's write buffer, without
+/// flushing (the buffer is written out when it grows past its size).
+///
+/// Cancel-safe between frames: each frame is wholly handed to the
+/// WebSocket or not at all.
+async fn feed_frames(
+    sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
+    frames: impl IntoIterator<Item = Frame>,
 ) -> Result<(), tungstenite::Error> {
     for f in frames {
         sink.feed(to_ws(f)).await?;
     }
-    sink.flush().await
+    Ok(())
 }
 
 /// Reads until a complete wslink message arrives (used for the hello,
@@ -274,7 +315,9 @@ pub(crate) async fn read_message(ws: &mut Socket, decoder: &mut Decoder) -> Resu
     loop {
         let frame = match ws.next().await {
             None => return Err(Ended::Closed("the server closed the connection".into())),
-            Some(Err(e)) => return Err(Ended::Closed(format!("connection lost: {e}"))),
+            // Sorted as after the hello: a frame over the size limit is a
+            // protocol error, not a lost connection.
+            Some(Err(e)) => return Err(transport_error(e).0),
             Some(Ok(Ws::Close(frame))) => return Err(Ended::Closed(describe_close(frame))),
             Some(Ok(m)) => m,
         };
@@ -454,6 +497,10 @@ fn transport_error(e: tungstenite::Error) -> (Ended, Option<CloseCode>) {
 
 /// Writes messages until the client asks to close (or every handle is
 /// gone: `Ok`) or a write fails (`Err`).
+///
+/// A close request also interrupts the messages being written: a server
+/// that stops reading would otherwise keep the writer (and so
+/// [`Client::close`](crate::Client::close)) waiting forever.
 async fn write_loop(
     sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
     shared: &Shared,
@@ -465,7 +512,22 @@ async fn write_loop(
             () = shared.close_requested.notified() => return Ok(()),
             cmd = commands.recv() => match cmd {
                 None => return Ok(()),
-                Some(Outgoing(frames)) => send_frames(sink, frames).await?,
+                Some(Outgoing(frames)) => {
+                    // Messages that queued up meanwhile go out with this
+                    // one, flushed once: one write for many small calls.
+                    let write = async {
+                        feed_frames(sink, frames).await?;
+                        while let Ok(Outgoing(more)) = commands.try_recv() {
+                            feed_frames(sink, more).await?;
+                        }
+                        sink.flush().await
+                    };
+                    tokio::select! {
+                        biased;
+                        () = shared.close_requested.notified() => return Ok(()),
+                        written = write => written?,
+                    }
+                }
             },
         }
     }

@@ -44,8 +44,24 @@
 //! - A message that cannot be decoded fails every pending call with
 //!   [`Error::Protocol`] and closes the connection (close code 1002, or 1009
 //!   for a size limit). Nothing the server sends makes the client panic.
+//! - Partial 2.x messages are bounded in number (64) and bytes (a little
+//!   over [`ClientBuilder::max_message_size`]); memory follows the bytes that
+//!   arrived, never the size a chunk header declares. Overlapping, duplicate
+//!   and past-the-end chunks are protocol errors. 1.x attachment headers
+//!   waiting for their bytes are bounded too (1024 keys).
+//! - Nesting deeper than 128 arrays/maps is a protocol error (msgpack and
+//!   JSON alike), so no message can overflow the stack.
 //! - Subscribers that do not read lose their oldest messages, never the
-//!   connection's memory (see [`Subscription`]).
+//!   connection's memory: each [`Subscription`] buffers at most
+//!   [`ClientBuilder::subscription_buffer`] messages and
+//!   [`ClientBuilder::subscription_buffer_bytes`] bytes.
+//! - Outgoing messages are cut into frames as they are written, so a server
+//!   announcing a tiny `maxMsgSize` costs frames, not memory; and
+//!   [`Client::close`] returns even when the server has stopped reading.
+//! - A server that never answers the hello fails [`ClientBuilder::connect`]
+//!   with [`Error::Timeout`] ([`ClientBuilder::connect_timeout`]); a server
+//!   that closes (or vanishes) fails every pending call with
+//!   [`Error::Closed`].
 
 #![warn(missing_docs)]
 
@@ -80,6 +96,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`ClientBuilder::subscription_buffer`]: 256 messages.
 pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
+/// Default of [`ClientBuilder::subscription_buffer_bytes`]: 64 MiB.
+pub const DEFAULT_SUBSCRIPTION_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// Default of [`ClientBuilder::max_message_size`]: 256 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 /// Messages handed to the connection task and not yet written, at most.
@@ -162,6 +180,7 @@ pub struct ClientBuilder {
     call_timeout: Duration,
     connect_timeout: Duration,
     subscription_buffer: usize,
+    subscription_buffer_bytes: usize,
     limits: Limits,
 }
 
@@ -199,6 +218,22 @@ impl ClientBuilder {
     /// oldest (default [`DEFAULT_SUBSCRIPTION_BUFFER`], at least 1).
     pub fn subscription_buffer(mut self, messages: usize) -> Self {
         self.subscription_buffer = messages.max(1);
+        self
+    }
+
+    /// How many bytes of messages each [`Subscription`] buffers before it
+    /// drops the oldest (default [`DEFAULT_SUBSCRIPTION_BUFFER_BYTES`]).
+    ///
+    /// A message is counted as the bytes of its strings and binaries plus
+    /// a few dozen bytes per value (see [`Subscription::queued_bytes`]). The
+    /// newest message is always kept, even alone over the budget (one
+    /// message is bounded by
+    /// [`max_message_size`](ClientBuilder::max_message_size) on the wire),
+    /// so a subscription holds either at most this many bytes or its single
+    /// newest message, whatever the server publishes and however slowly the
+    /// application reads.
+    pub fn subscription_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.subscription_buffer_bytes = bytes;
         self
     }
 
@@ -337,6 +372,7 @@ impl ClientBuilder {
                 encoder,
                 call_timeout: self.call_timeout,
                 subscription_buffer: self.subscription_buffer,
+                subscription_buffer_bytes: self.subscription_buffer_bytes,
                 next_seq: AtomicU64::new(0),
             }),
         })
@@ -361,7 +397,17 @@ struct Inner {
     encoder: Encoder,
     call_timeout: Duration,
     subscription_buffer: usize,
+    subscription_buffer_bytes: usize,
     next_seq: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: the connection task stops even if it is
+        // in the middle of writing to a server that no longer reads
+        // (dropping the command channel alone is only seen between messages).
+        self.shared.close_requested.notify_one();
+    }
 }
 
 /// Removes a call's entry from the pending table when the call is over,
@@ -387,6 +433,7 @@ impl Client {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
+            subscription_buffer_bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
             limits: Limits {
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             },
@@ -563,7 +610,10 @@ impl Client {
     /// connection's error if it has ended.
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, Error> {
         wslink_core::ids::validate_topic(topic)?;
-        let queue = SubQueue::new(self.inner.subscription_buffer);
+        let queue = SubQueue::new(
+            self.inner.subscription_buffer,
+            self.inner.subscription_buffer_bytes,
+        );
         {
             let mut st = lock(&self.inner.shared.state);
             if let Some(ended) = &st.ended {
@@ -595,6 +645,10 @@ impl Client {
     /// subscriptions end, a close frame is sent, and this returns once the
     /// server answered it (or after a short grace period). Closing twice is
     /// harmless.
+    ///
+    /// A message being written is abandoned, so this returns (within a few
+    /// seconds of grace) even when the server has stopped reading and the
+    /// write could never finish.
     pub async fn close(&self) {
         self.inner.shared.close_requested.notify_one();
         self.closed().await;

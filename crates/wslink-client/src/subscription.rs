@@ -12,43 +12,75 @@ use wslink_core::Value;
 use crate::Client;
 
 /// The receiving end of one subscriber: a ring of at most `capacity`
-/// messages. When it is full, the oldest message makes room for the newest.
+/// messages and (roughly) `max_bytes` bytes. When a new message takes it
+/// over either bound, the oldest messages make room for it; the newest is
+/// always kept.
 #[derive(Debug)]
 pub(crate) struct SubQueue {
     inner: Mutex<QueueInner>,
     capacity: usize,
+    max_bytes: usize,
     dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct QueueInner {
-    buf: VecDeque<Value>,
+    /// Each message with what it is charged (see [`charge`]).
+    buf: VecDeque<(Value, usize)>,
+    /// The sum of the charges in `buf`.
+    bytes: usize,
     waker: Option<Waker>,
     ended: bool,
 }
 
+/// What a buffered value is charged: the bytes of its strings, binaries
+/// and extensions, plus the size of a [`Value`] for each value in it.
+///
+/// Binaries decoded from a 2.x message are slices of the message's buffer,
+/// so this is close to the memory the value keeps alive. Recursion is
+/// bounded by the decoders' nesting limit (128 levels).
+fn charge(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    NODE + match value {
+        Value::Str(s) => s.len(),
+        Value::Bin(b) | Value::Ext(_, b) => b.len(),
+        Value::Array(items) => items.iter().map(charge).sum(),
+        Value::Map(entries) => entries.iter().map(|(k, v)| charge(k) + charge(v)).sum(),
+        _ => 0,
+    }
+}
+
 impl SubQueue {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(SubQueue {
             inner: Mutex::new(QueueInner::default()),
             capacity: capacity.max(1),
+            max_bytes,
             dropped: AtomicU64::new(0),
         })
     }
 
-    /// Queues a message; returns `true` if an older one was dropped for it.
-    pub(crate) fn push(&self, value: Value) -> bool {
-        let mut q = lock(&self.inner);
-        let mut dropped = false;
-        if q.buf.len() >= self.capacity {
-            q.buf.pop_front();
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            dropped = true;
+    /// Queues a message; returns how many older ones were dropped for it.
+    pub(crate) fn push(&self, value: Value) -> u64 {
+        let size = charge(&value);
+        let mut evicted = Vec::new();
+        {
+            let mut q = lock(&self.inner);
+            q.bytes += size;
+            q.buf.push_back((value, size));
+            while q.buf.len() > 1 && (q.buf.len() > self.capacity || q.bytes > self.max_bytes) {
+                if let Some((old, old_size)) = q.buf.pop_front() {
+                    q.bytes -= old_size;
+                    evicted.push(old);
+                }
+            }
+            if let Some(w) = q.waker.take() {
+                w.wake();
+            }
         }
-        q.buf.push_back(value);
-        if let Some(w) = q.waker.take() {
-            w.wake();
-        }
+        // Freed outside the lock: the reader need not wait for it.
+        let dropped = evicted.len() as u64;
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
         dropped
     }
 
@@ -63,7 +95,8 @@ impl SubQueue {
 
     fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Value>> {
         let mut q = lock(&self.inner);
-        if let Some(v) = q.buf.pop_front() {
+        if let Some((v, size)) = q.buf.pop_front() {
+            q.bytes -= size;
             return Poll::Ready(Some(v));
         }
         if q.ended {
@@ -78,6 +111,10 @@ impl SubQueue {
 
     fn len(&self) -> usize {
         lock(&self.inner).buf.len()
+    }
+
+    fn bytes(&self) -> usize {
+        lock(&self.inner).bytes
     }
 }
 
@@ -95,13 +132,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 ///
 /// **Buffering.** Each subscription buffers at most
 /// [`ClientBuilder::subscription_buffer`](crate::ClientBuilder::subscription_buffer)
-/// messages (256 by default). The connection never waits for a slow
+/// messages (256 by default) and
+/// [`ClientBuilder::subscription_buffer_bytes`](crate::ClientBuilder::subscription_buffer_bytes)
+/// bytes (64 MiB by default). The connection never waits for a slow
 /// subscriber, because that would stall every call on the connection too.
-/// When a subscriber falls behind and its buffer is full, the **oldest**
-/// buffered message is dropped to make room for the newest, and
-/// [`dropped`](Subscription::dropped) counts it. Publishes are often frames
-/// of a stream (images, progress), where the latest matters most; if every
-/// message matters, read promptly or raise the buffer.
+/// When a subscriber falls behind and a new message would take its buffer
+/// over either bound, the **oldest** buffered messages are dropped to make
+/// room for the newest (which is always kept), and
+/// [`dropped`](Subscription::dropped) counts them. Publishes are often
+/// frames of a stream (images, progress), where the latest matters most; if
+/// every message matters, read promptly or raise the bounds. So an endless
+/// flood of publishes costs a subscriber that does not read a bounded
+/// amount of memory, never the connection's.
 ///
 /// The stream ends (`None`) when the connection closes, after the messages
 /// already buffered have been read. A subscription keeps its connection open
@@ -138,6 +180,14 @@ impl Subscription {
     /// Messages buffered and not yet read.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// What the buffered messages are charged against
+    /// [`ClientBuilder::subscription_buffer_bytes`](crate::ClientBuilder::subscription_buffer_bytes):
+    /// the bytes of their strings and binaries plus the size of a
+    /// [`Value`] (a few dozen bytes) for each value in them.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
     }
 
     /// The next message, or `None` once the connection has closed and the

@@ -37,10 +37,25 @@ impl AttachmentKeys {
     }
 }
 
-/// `true` for strings of the form `wslink_bin<digits>`.
+/// The most digits a key may have: enough for any `u64` counter (wslink's
+/// keys are counters). Without a bound, 1024 announced keys of a peer's
+/// largest text frame each would be held however small the attachments.
+pub const MAX_KEY_DIGITS: usize = 20;
+
+/// `true` for strings of the form `wslink_bin<digits>`, with 1 to
+/// [`MAX_KEY_DIGITS`] digits.
+///
+/// ```
+/// use wslink_core::attachments::is_attachment_key;
+/// assert!(is_attachment_key("wslink_bin0"));
+/// assert!(is_attachment_key("wslink_bin18446744073709551615"));
+/// assert!(!is_attachment_key("wslink_bin"));
+/// assert!(!is_attachment_key(&format!("wslink_bin{}", "1".repeat(21))));
+/// ```
 pub fn is_attachment_key(s: &str) -> bool {
-    s.strip_prefix("wslink_bin")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    s.strip_prefix("wslink_bin").is_some_and(|n| {
+        (1..=MAX_KEY_DIGITS).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// Bounds on what an attachment table holds for one connection.
@@ -75,10 +90,11 @@ pub enum AttachmentError {
         /// The frame's size.
         len: usize,
     },
-    /// A header announced a string that is not `wslink_binN`.
+    /// A header announced a string that is not `wslink_binN` (with at most
+    /// [`MAX_KEY_DIGITS`] digits).
     #[error("attachment header announced {key:?}, which is not a wslink_binN key")]
     BadKey {
-        /// The offending key.
+        /// The offending key (its first 64 bytes and `...` when longer).
         key: String,
     },
     /// Too many keys announced and not yet delivered.
@@ -139,6 +155,17 @@ impl AttachmentTable {
     ) -> Result<(), AttachmentError> {
         for key in keys {
             if !is_attachment_key(&key) {
+                // A hostile key can be as long as a text frame: keep the
+                // start only.
+                let mut end = key.len().min(64);
+                while !key.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let key = if end < key.len() {
+                    format!("{}...", &key[..end])
+                } else {
+                    key
+                };
                 return Err(AttachmentError::BadKey { key });
             }
             if self.announced.len() >= self.limits.max_announced {
