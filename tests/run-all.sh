@@ -32,8 +32,9 @@ js_client() {
 stage "install reference peers (PyPI, npm)" bash tests/peers/install.sh
 stage "build workspace" cargo build --workspace --all-targets --all-features
 stage "cargo test" cargo test --workspace --all-features
+stage "adversarial suite (hostile input, faults, load against a live server)" bash tests/adversarial/run.sh
 stage "js-client: build, typecheck, lint, unit tests" bash -c "$(declare -f js_client); js_client"
-stage "golden vectors: official decoders read our bytes" bash tests/golden/check/run.sh
+stage "golden vectors: official decoders read our bytes" bash tests/golden/check/ours.sh
 stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
 stage "browser: image-stream demo in headless chromium" bash tests/browser/run.sh

@@ -16,7 +16,9 @@ use wslink_core::Generation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest message accepted before a successful hello (wslink: 512 bytes,
-    /// `WSLINK_AUTH_MSG_SIZE`). Applies to 2.x declared sizes and 1.x text.
+    /// `WSLINK_AUTH_MSG_SIZE`). Applies to 2.x declared sizes and 1.x text;
+    /// a larger frame (this plus the 12-byte chunk header) is refused from
+    /// its WebSocket header, before its payload is read.
     pub pre_auth_max_message_size: usize,
     /// Largest complete message accepted after hello: a 2.x reassembled
     /// message, or a 1.x attachment frame.
@@ -30,22 +32,28 @@ pub struct Limits {
     pub max_pending_messages: usize,
     /// Bytes held across partial 2.x messages and unclaimed 1.x attachments.
     pub max_pending_bytes: usize,
-    /// Nesting depth of arrays and maps.
+    /// Nesting depth of arrays and maps (1.x JSON: at most 127, serde_json's
+    /// own bound).
     pub max_depth: usize,
     /// Calls from one connection running at once; the connection is not read
     /// further until one finishes (backpressure, nothing is dropped).
     pub max_in_flight_calls: usize,
-    /// Bytes queued for one client before the publish policy applies.
+    /// Bytes of publishes queued for one client before the publish policy
+    /// applies. Replies have a bound of the same size, counted apart: the
+    /// connection is not read while the replies queued for it reach it.
     pub outbound_queue_bytes: usize,
-    /// Messages queued for one client before the publish policy applies.
+    /// Publishes queued for one client before the publish policy applies;
+    /// replies likewise pause reading at this many.
     pub outbound_queue_messages: usize,
-    /// Messages a client may send before a successful hello.
+    /// Messages a client may send before a successful hello (requests are
+    /// answered `Unauthorized`; anything else is only counted).
     pub max_pre_auth_messages: usize,
     /// Failed hellos before the connection is closed.
     pub max_auth_failures: usize,
     /// Time a connection has to complete its hello.
     pub hello_deadline: Duration,
-    /// Open WebSocket connections, authenticated or not.
+    /// Open WebSocket connections, authenticated or not; the next upgrade
+    /// request is answered HTTP 503.
     pub max_connections: usize,
 }
 

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
@@ -21,10 +19,13 @@ use wslink_core::protocol::{hello_secret, HelloReply, HELLO_METHOD};
 use wslink_core::{Generation, Message, RpcError};
 
 use crate::context::{CallContext, ConnectionInfo};
+use crate::guard::{self, FrameLimits, Kind, LimitedIo, Violation};
+use crate::handler::Reply;
 use crate::metrics::{add, inc};
 use crate::outbound::{CloseRequest, Next};
 use crate::publisher::Publisher;
 use crate::server::{ClientSlot, Shared};
+use crate::wire::{self, FrameWriter, ReadSide};
 
 enum Decoder {
     Undecided,
@@ -65,12 +66,17 @@ struct Conn {
     info: Arc<ConnectionInfo>,
     decoder: Decoder,
     calls: Arc<Semaphore>,
+    frame_limits: Arc<FrameLimits>,
     auth_failures: usize,
     pre_auth_messages: usize,
 }
 
-pub(crate) async fn run<S>(shared: Arc<Shared>, ws: WebSocketStream<S>, info: ConnectionInfo)
-where
+pub(crate) async fn run<S>(
+    shared: Arc<Shared>,
+    io: S,
+    ws_config: WebSocketConfig,
+    info: ConnectionInfo,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span =
@@ -89,14 +95,23 @@ where
         }
         tracing::debug!("connected");
 
-        let (sink, stream) = ws.split();
-        let writer = tokio::spawn(write_loop(sink, slot.clone(), shared.clone()).in_current_span());
+        // Frame sizes are judged from their headers, before tungstenite
+        // buffers any of them (see guard.rs).
+        let frame_limits = Arc::new(FrameLimits::pre_auth(&limits));
+        let io = LimitedIo::new(io, frame_limits.clone());
+        // tungstenite reads; data frames are written by write_loop itself.
+        let (read_side, frame_writer) = wire::split(io);
+        let stream =
+            WebSocketStream::from_raw_socket(read_side, Role::Server, Some(ws_config)).await;
+        let writer =
+            tokio::spawn(write_loop(frame_writer, slot.clone(), shared.clone()).in_current_span());
         let mut conn = Conn {
             shared: shared.clone(),
             slot: slot.clone(),
             info: info.clone(),
             decoder: Decoder::Undecided,
             calls: Arc::new(Semaphore::new(limits.max_in_flight_calls)),
+            frame_limits,
             auth_failures: 0,
             pre_auth_messages: 0,
         };
@@ -172,7 +187,7 @@ impl Conn {
         self.slot.generation().unwrap_or(Generation::V2)
     }
 
-    async fn read_loop<S>(&mut self, mut stream: SplitStream<WebSocketStream<S>>) -> End
+    async fn read_loop<S>(&mut self, mut stream: WebSocketStream<ReadSide<S>>) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -194,7 +209,10 @@ impl Conn {
                     last_heard = Instant::now();
                     match frame {
                         None => return End::PeerGone,
-                        Some(Err(e)) => return socket_error(e),
+                        Some(Err(e)) => return match self.frame_limits.violation() {
+                            Some(v) => self.oversized(v),
+                            None => socket_error(e),
+                        },
                         Some(Ok(msg)) => self.on_frame(msg).await,
                     }
                 }
@@ -262,7 +280,11 @@ impl Conn {
                         ),
                     ));
                 }
-                d.push(data).map_err(codec_close)?
+                match d.push(data) {
+                    Ok(decoded) => decoded,
+                    Err(CodecError::Envelope(e)) => return self.on_bad_envelope(e),
+                    Err(e) => return Err(codec_close(e)),
+                }
             }
             Decoder::V1(d) => {
                 if !authenticated {
@@ -297,6 +319,15 @@ impl Conn {
                         ),
                     ));
                 }
+                // serde_json stops at 127 levels by itself: refuse before it
+                // does, in our terms, and at max_depth if that is lower.
+                let depth = limits.max_depth.min(MAX_JSON_DEPTH);
+                if guard::json_too_deep(text.as_str(), depth) {
+                    return Err(close(
+                        1008,
+                        format!("JSON nesting deeper than {depth} levels"),
+                    ));
+                }
                 match d.push_text(text.as_str()) {
                     Ok(Some(message)) => self.on_message(message).await,
                     Ok(None) => Ok(()),
@@ -328,6 +359,17 @@ impl Conn {
         match message {
             Message::Request(req) => self.on_request(req).await,
             Message::Result { id, .. } | Message::Error { id, .. } => {
+                // Nothing to answer; before hello it counts as a message
+                // all the same (a publish-shaped flood gets closed too).
+                if !self.slot.is_authenticated() {
+                    self.pre_auth_messages += 1;
+                    if self.pre_auth_messages >= self.shared.config.limits.max_pre_auth_messages {
+                        return Err(close_after_queue(
+                            1008,
+                            "too many messages before wslink.hello",
+                        ));
+                    }
+                }
                 tracing::debug!(%id, "ignoring a reply sent by the client");
                 Ok(())
             }
@@ -357,6 +399,16 @@ impl Conn {
                 ));
             }
             return Ok(());
+        }
+        // Backpressure: while this client leaves its replies unread, it is
+        // not read either, so the replies queued for it stay bounded.
+        if self.slot.outbound.replies_over_bound() {
+            let mut shutdown = self.shared.shutdown.subscribe();
+            tokio::select! {
+                () = self.slot.outbound.reply_room() => {}
+                // Answer it anyway: shutdown drains what it can.
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
         }
         let Some(handler) = self.shared.methods.get(&req.method).cloned() else {
             inc(&self.shared.metrics.call_errors);
@@ -388,47 +440,53 @@ impl Conn {
         let generation = self.generation();
         let id = req.id;
         let span = tracing::debug_span!("wslink_call", %method, %id);
-        tokio::spawn(
-            async move {
-                let outcome = AssertUnwindSafe(handler(ctx, req.args, req.kwargs))
-                    .catch_unwind()
-                    .await;
-                let max_frame = shared.config.limits.max_frame_size;
-                let frames = match outcome {
-                    Ok(Ok(reply)) => match reply.encode(&id, generation, max_frame, &shared.keys) {
-                        Ok(frames) => frames,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "result cannot be serialized");
-                            inc(&shared.metrics.call_errors);
-                            let error = RpcError::result_not_serializable(&method);
-                            encode_reply(&shared, generation, Message::Error { id, error })
-                        }
-                    },
-                    Ok(Err(error)) => {
+        let mut call = AssertUnwindSafe(handler(ctx, req.args, req.kwargs)).catch_unwind();
+        let finish = move |outcome: CallOutcome| {
+            let max_frame = shared.config.limits.max_frame_size;
+            let frames = match outcome {
+                Ok(Ok(reply)) => match reply.encode(&id, generation, max_frame, &shared.keys) {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "result cannot be serialized");
                         inc(&shared.metrics.call_errors);
+                        let error = RpcError::result_not_serializable(&method);
                         encode_reply(&shared, generation, Message::Error { id, error })
                     }
-                    Err(panic) => {
-                        inc(&shared.metrics.call_errors);
-                        let text = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        tracing::error!(panic = %text, "handler panicked");
-                        let error = RpcError::exception(
-                            &method,
-                            format!("handler panicked: {text}"),
-                            String::new(),
-                        );
-                        encode_reply(&shared, generation, Message::Error { id, error })
-                    }
-                };
-                slot.outbound.push_reply(frames);
-                drop(permit);
+                },
+                Ok(Err(error)) => {
+                    inc(&shared.metrics.call_errors);
+                    encode_reply(&shared, generation, Message::Error { id, error })
+                }
+                Err(panic) => {
+                    inc(&shared.metrics.call_errors);
+                    let text = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(panic = %text, "handler panicked");
+                    let error = RpcError::exception(
+                        &method,
+                        format!("handler panicked: {text}"),
+                        String::new(),
+                    );
+                    encode_reply(&shared, generation, Message::Error { id, error })
+                }
+            };
+            slot.outbound.push_reply(frames);
+            drop(permit);
+        };
+        // A handler that finishes at its first poll (most do: no await on
+        // anything slow) is answered right here, without a task spawned, a
+        // worker woken and a context switched per call. One that waits goes
+        // on in its own task, so calls still run concurrently.
+        let first = span.in_scope(|| (&mut call).now_or_never());
+        match first {
+            Some(outcome) => span.in_scope(|| finish(outcome)),
+            None => {
+                tokio::spawn(async move { finish(call.await) }.instrument(span));
             }
-            .instrument(span),
-        );
+        }
         Ok(())
     }
 
@@ -474,6 +532,8 @@ impl Conn {
             d.set_authenticated(true);
         }
         let generation = self.generation();
+        self.frame_limits
+            .authenticated(generation, &self.shared.config.limits);
         let hello = HelloReply {
             client_id: self.info.client_id.to_string(),
             // 1.x servers do not announce a size; 1.x clients never chunk.
@@ -488,6 +548,46 @@ impl Conn {
         Ok(())
     }
 }
+
+/// Deepest 1.x JSON serde_json parses (its recursion limit, fixed).
+const MAX_JSON_DEPTH: usize = 127;
+
+impl Conn {
+    /// The close for a frame refused from its header (see guard.rs).
+    fn oversized(&self, v: Violation) -> End {
+        let Violation { kind, len, limit } = v;
+        if kind == Kind::Text && self.slot.generation() == Some(Generation::V2) {
+            return close(
+                1003,
+                "text frame on a wslink 2.x connection (2.x sends binary frames only)",
+            );
+        }
+        let limits = &self.shared.config.limits;
+        let reason = if !self.slot.is_authenticated() {
+            format!(
+                "frame of {len} bytes before wslink.hello; the limit is {limit} (a {}-byte message)",
+                limits.pre_auth_max_message_size
+            )
+        } else {
+            match (self.generation(), kind) {
+                (Generation::V2, _) => format!(
+                    "frame of {len} bytes over maxMsgSize; chunk messages to {} bytes",
+                    limits.max_frame_size
+                ),
+                (Generation::V1, Kind::Text) => {
+                    format!("text frame of {len} bytes is over the limit of {limit}")
+                }
+                (Generation::V1, Kind::Binary) => {
+                    format!("attachment frame of {len} bytes is over the limit of {limit}")
+                }
+            }
+        };
+        close(1009, reason)
+    }
+}
+
+/// What a handler's future ends with: its reply or error, or its panic.
+type CallOutcome = Result<Result<Box<dyn Reply>, RpcError>, Box<dyn std::any::Any + Send>>;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Compare every byte whatever the first difference, so the time taken
@@ -552,50 +652,64 @@ fn truncate_reason(reason: &str) -> String {
     format!("{}...", &reason[..end])
 }
 
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, WsMessage>,
-    slot: Arc<ClientSlot>,
-    shared: Arc<Shared>,
-) where
+async fn write_loop<S>(mut out: FrameWriter<S>, slot: Arc<ClientSlot>, shared: Arc<Shared>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let metrics = &shared.metrics;
     loop {
-        let sent = match slot.outbound.next().await {
+        let next = tokio::select! {
+            biased;
+            next = slot.outbound.next() => next,
+            // Pongs and close replies tungstenite made while reading.
+            () = out.control_pending() => {
+                if out.flush().await.is_err() {
+                    slot.outbound.mark_dead();
+                    return;
+                }
+                continue;
+            }
+        };
+        let sent = match next {
             Next::Frames(frames) => {
                 let mut result = Ok(());
                 for frame in frames.iter() {
                     inc(&metrics.frames_out);
                     add(&metrics.bytes_out, frame.len());
-                    let msg = match frame {
-                        Frame::Binary(b) => WsMessage::Binary(b.clone()),
-                        Frame::Text(t) => match Utf8Bytes::try_from(t.clone()) {
-                            Ok(t) => WsMessage::Text(t),
-                            Err(_) => continue,
-                        },
-                    };
-                    // feed, not send: consecutive messages share one flush.
-                    result = sink.feed(msg).await;
+                    // Buffered (small) or written without a copy (large);
+                    // consecutive messages share one flush.
+                    result = out.data(frame).await;
                     if result.is_err() {
                         break;
                     }
                 }
                 match result {
-                    Ok(()) if slot.outbound.is_empty() => sink.flush().await,
+                    Ok(()) if slot.outbound.is_empty() => {
+                        // Let the calls that are ready to answer (this
+                        // connection's, on this worker) queue their replies
+                        // first, so that one write carries them all.
+                        tokio::task::yield_now().await;
+                        if slot.outbound.is_empty() {
+                            out.flush().await
+                        } else {
+                            Ok(())
+                        }
+                    }
                     other => other,
                 }
             }
-            Next::Ping => match sink.feed(WsMessage::Ping(Bytes::new())).await {
-                Ok(()) if slot.outbound.is_empty() => sink.flush().await,
-                other => other,
-            },
+            Next::Ping => {
+                out.ping();
+                if slot.outbound.is_empty() {
+                    out.flush().await
+                } else {
+                    Ok(())
+                }
+            }
             Next::Close(request) => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(request.code),
-                    reason: truncate_reason(&request.reason).into(),
-                };
-                let _ = sink.send(WsMessage::Close(Some(frame))).await;
-                let _ = sink.close().await;
+                let _ = out
+                    .close(request.code, &truncate_reason(&request.reason))
+                    .await;
                 slot.outbound.mark_dead();
                 return;
             }

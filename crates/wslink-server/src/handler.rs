@@ -168,6 +168,13 @@ impl Methods {
 
     /// Registers `handler` under `name`.
     ///
+    /// The connection polls a handler's future once itself, so a call that
+    /// completes without waiting costs no task spawn; a future that returns
+    /// `Pending` then runs in its own task, concurrently with the
+    /// connection's other calls. Long CPU work done before the first
+    /// `.await` therefore holds up the reading of that client's next
+    /// messages: put it in `tokio::task::spawn_blocking` and await that.
+    ///
     /// # Panics
     /// If `name` is already registered: two handlers for one name is a
     /// programming error best caught at start-up.

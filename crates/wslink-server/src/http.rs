@@ -12,8 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::ConnectionInfo;
 use crate::server::Server;
@@ -120,21 +119,18 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(frame_limit))
         .max_frame_size(Some(frame_limit))
-        // Small eager buffers keep idle connections cheap; they grow on demand.
+        // Small eager buffers keep idle connections cheap; they grow on
+        // demand. tungstenite only writes control frames here (data frames
+        // are written by the connection's writer, see wire.rs).
         .read_buffer_size(4096)
-        .write_buffer_size(64 * 1024);
+        .write_buffer_size(0);
     let on_upgrade = hyper::upgrade::on(req);
     shared.connection_opened();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                crate::connection::run(shared.clone(), ws, info).await;
+                let io = TokioIo::new(upgraded);
+                crate::connection::run(shared.clone(), io, ws_config, info).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }

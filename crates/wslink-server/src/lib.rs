@@ -39,12 +39,14 @@
 mod config;
 mod connection;
 mod context;
+mod guard;
 mod handler;
 mod http;
 mod metrics;
 mod outbound;
 mod publisher;
 mod server;
+mod wire;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

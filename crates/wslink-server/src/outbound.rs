@@ -2,8 +2,10 @@
 //!
 //! Frames for one client wait here until its socket takes them. The queue is
 //! bounded in bytes and messages; what happens at the bound is the topic's
-//! [`TopicPolicy`]. Replies to calls are never dropped: they are bounded by
-//! the number of calls a connection may have in flight instead.
+//! [`TopicPolicy`]. Replies to calls are never dropped: they have a bound of
+//! their own, the same size, kept by backpressure instead (the connection is
+//! not read while its queued replies are over it, see
+//! [`Outbound::reply_room`]), and they do not count against publishes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -45,15 +47,28 @@ struct Item {
     frames: Arc<[Frame]>,
     bytes: usize,
     latest_of: Option<Arc<str>>,
+    reply: bool,
 }
 
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
     bytes: usize,
+    /// The replies among `items`, and their bytes.
+    replies: usize,
+    reply_bytes: usize,
     ping: bool,
     close: Option<CloseRequest>,
     dead: bool,
+}
+
+impl Queue {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.replies = 0;
+        self.reply_bytes = 0;
+    }
 }
 
 pub(crate) struct Outbound {
@@ -62,6 +77,8 @@ pub(crate) struct Outbound {
     /// Wakes the connection's reader when a close is requested from
     /// elsewhere (a publisher finding the queue full), so it stops reading.
     closing: Notify,
+    /// Wakes a reader waiting for queued replies to go out.
+    room: Notify,
     max_bytes: usize,
     max_messages: usize,
 }
@@ -76,6 +93,7 @@ impl Outbound {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             closing: Notify::new(),
+            room: Notify::new(),
             max_bytes,
             max_messages,
         }
@@ -95,10 +113,13 @@ impl Outbound {
         }
         let bytes = frames_len(&frames);
         q.bytes += bytes;
+        q.reply_bytes += bytes;
+        q.replies += 1;
         q.items.push_back(Item {
             frames: frames.into(),
             bytes,
             latest_of: None,
+            reply: true,
         });
         drop(q);
         self.notify.notify_one();
@@ -129,7 +150,9 @@ impl Outbound {
                 outcome = Pushed::Replaced;
             }
         }
-        if q.bytes + bytes > self.max_bytes || q.items.len() >= self.max_messages {
+        // Publishes only: replies have their own bound (see reply_room).
+        let (queued_bytes, queued) = (q.bytes - q.reply_bytes, q.items.len() - q.replies);
+        if queued_bytes + bytes > self.max_bytes || queued >= self.max_messages {
             q.close = Some(CloseRequest {
                 code: 1008,
                 reason: format!(
@@ -148,6 +171,7 @@ impl Outbound {
             frames: frames.clone(),
             bytes,
             latest_of: (policy == TopicPolicy::KeepLatest).then(|| topic.clone()),
+            reply: false,
         });
         drop(q);
         self.notify.notify_one();
@@ -170,6 +194,30 @@ impl Outbound {
         drop(q);
         self.notify.notify_one();
         self.closing.notify_waiters();
+        self.room.notify_one();
+    }
+
+    /// Whether the queued replies are at the bound: the connection should
+    /// not read more requests until [`Outbound::reply_room`].
+    pub fn replies_over_bound(&self) -> bool {
+        let q = self.lock();
+        q.reply_bytes >= self.max_bytes || q.replies >= self.max_messages
+    }
+
+    /// Resolves once the queued replies are under the bound again, or the
+    /// connection is closing.
+    pub async fn reply_room(&self) {
+        loop {
+            let room = self.room.notified();
+            {
+                let q = self.lock();
+                let over = q.reply_bytes >= self.max_bytes || q.replies >= self.max_messages;
+                if !over || q.dead || q.close.is_some() {
+                    return;
+                }
+            }
+            room.await;
+        }
     }
 
     /// The pending close request, if any.
@@ -192,8 +240,9 @@ impl Outbound {
     pub fn mark_dead(&self) {
         let mut q = self.lock();
         q.dead = true;
-        q.items.clear();
-        q.bytes = 0;
+        q.clear();
+        drop(q);
+        self.room.notify_one();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -213,8 +262,7 @@ impl Outbound {
                 if let Some(close) = &q.close {
                     if !close.drain || q.items.is_empty() {
                         let close = close.clone();
-                        q.items.clear();
-                        q.bytes = 0;
+                        q.clear();
                         return Next::Close(close);
                     }
                 }
@@ -224,6 +272,12 @@ impl Outbound {
                 }
                 if let Some(item) = q.items.pop_front() {
                     q.bytes -= item.bytes;
+                    if item.reply {
+                        q.replies -= 1;
+                        q.reply_bytes -= item.bytes;
+                        drop(q);
+                        self.room.notify_one();
+                    }
                     return Next::Frames(item.frames);
                 }
             }
@@ -261,6 +315,73 @@ mod tests {
             Pushed::Replaced
         );
         assert_eq!(out.queued_bytes(), 30);
+    }
+
+    #[test]
+    fn the_publish_bound_is_exact() {
+        let t: Arc<str> = "t".into();
+        // Bytes: exactly the bound is queued, one byte more overflows.
+        let out = Outbound::new(100, 10);
+        assert_eq!(
+            out.push_publish(&frames(60), &t, TopicPolicy::Queue),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push_publish(&frames(40), &t, TopicPolicy::Queue),
+            Pushed::Queued
+        );
+        assert_eq!(
+            out.push_publish(&frames(1), &t, TopicPolicy::Queue),
+            Pushed::Overflow
+        );
+        // Messages: the bound's worth is queued, one more overflows.
+        let out = Outbound::new(100, 3);
+        for _ in 0..3 {
+            assert_eq!(
+                out.push_publish(&frames(1), &t, TopicPolicy::Queue),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            out.push_publish(&frames(1), &t, TopicPolicy::Queue),
+            Pushed::Overflow
+        );
+    }
+
+    #[test]
+    fn replies_have_their_own_bound_and_do_not_close_for_publishes() {
+        let out = Outbound::new(25, 3);
+        let t: Arc<str> = "t".into();
+        // Replies up to the bound in bytes: reading should pause at it.
+        assert!(out.push_reply(vec![Frame::Binary(Bytes::from(vec![0; 24]))]));
+        assert!(!out.replies_over_bound());
+        assert!(out.push_reply(vec![Frame::Binary(Bytes::from(vec![0; 1]))]));
+        assert!(out.replies_over_bound());
+        assert!(futures_util::FutureExt::now_or_never(out.reply_room()).is_none());
+        // Publishes are judged on their own: 25 bytes of replies queued do
+        // not make a 20-byte publish overflow.
+        assert_eq!(
+            out.push_publish(&frames(20), &t, TopicPolicy::Queue),
+            Pushed::Queued
+        );
+        // The writer takes a reply: room again.
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(out.next()),
+            Some(Next::Frames(_))
+        ));
+        assert!(!out.replies_over_bound());
+        assert!(futures_util::FutureExt::now_or_never(out.reply_room()).is_some());
+        // And the count bound: 3 replies.
+        out.push_reply(vec![]);
+        out.push_reply(vec![]);
+        assert!(out.replies_over_bound());
+        // A close frees a waiting reader.
+        out.close(CloseRequest {
+            code: 1008,
+            reason: String::new(),
+            drain: false,
+        });
+        assert!(futures_util::FutureExt::now_or_never(out.reply_room()).is_some());
     }
 
     #[test]
