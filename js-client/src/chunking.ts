@@ -11,7 +11,7 @@
  * declared size up front), bounds what it holds, and rejects inconsistent
  * chunks instead of writing them.
  */
-import { clientError, type WslinkError } from './errors.js';
+import { clientError, CLOSE_TOO_BIG, protocolError, type WslinkError } from './errors.js';
 
 export const HEADER_LENGTH = 12;
 /** What a client may send before the hello reply tells the server's limit. */
@@ -33,7 +33,7 @@ export function encodeHeader(header: ChunkHeader, target = new Uint8Array(HEADER
 }
 
 export function decodeHeader(frame: Uint8Array): ChunkHeader {
-  if (frame.byteLength < HEADER_LENGTH) throw clientError('protocol', `Frame of ${frame.byteLength} bytes is shorter than the 12-byte chunk header`);
+  if (frame.byteLength < HEADER_LENGTH) throw protocolError(`Frame of ${frame.byteLength} bytes is shorter than the 12-byte chunk header`);
   const view = new DataView(frame.buffer, frame.byteOffset, HEADER_LENGTH);
   return { id: view.getUint32(0, true), offset: view.getUint32(4, true), size: view.getUint32(8, true) };
 }
@@ -165,8 +165,10 @@ export class Reassembler {
 
   /**
    * Takes one frame. Returns the whole message when this frame completes
-   * one, otherwise `null`. Problems are given to `report` and the message
-   * concerned is dropped; this never throws.
+   * one, otherwise `null`. Problems are given to `report` (as protocol
+   * errors, with the close code a client ending the connection over them
+   * would use) and the message concerned is dropped; this never throws.
+   * The client's codec ends the connection on the first one.
    */
   push(frame: Uint8Array): Uint8Array | null {
     let header: ChunkHeader;
@@ -180,16 +182,16 @@ export class Reassembler {
     const bytes = frame.subarray(HEADER_LENGTH);
     const length = bytes.byteLength;
     if (this.rejected.has(id)) return null;
-    const fail = (why: string): null => {
+    const fail = (why: string, closeCode?: number): null => {
       this.drop(id);
       this.reject(id);
-      this.report(clientError('protocol', `Chunked message ${id}: ${why}`));
+      this.report(protocolError(`Chunked message ${id}: ${why}`, closeCode));
       return null;
     };
 
     if (total === 0) return fail('declares a total size of 0');
     if (length === 0) return fail(`empty chunk at offset ${offset}`);
-    if (total > this.limits.maxMessageSize) return fail(`declared size ${total} exceeds the limit of ${this.limits.maxMessageSize} bytes`);
+    if (total > this.limits.maxMessageSize) return fail(`declared size ${total} exceeds the limit of ${this.limits.maxMessageSize} bytes`, CLOSE_TOO_BIG);
     if (offset + length > total) return fail(`chunk [${offset}, ${offset + length}) runs past the declared size ${total}`);
 
     let entry = this.pending.get(id);
@@ -200,7 +202,7 @@ export class Reassembler {
         const oldest = this.pending.keys().next().value as number;
         this.drop(oldest);
         this.reject(oldest);
-        this.report(clientError('protocol', `Chunked message ${oldest} dropped: more than ${this.limits.maxPendingMessages} partial messages`));
+        this.report(protocolError(`Chunked message ${oldest} dropped: more than ${this.limits.maxPendingMessages} partial messages`));
       }
       entry = { total, received: 0, runs: [] };
       this.pending.set(id, entry);
@@ -223,7 +225,7 @@ export class Reassembler {
       const capacity = before.buf.byteLength;
       if (needed > capacity) {
         const room = this.limits.maxPendingBytes - this.heldBytes + capacity;
-        if (needed > room) return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`);
+        if (needed > room) return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`, CLOSE_TOO_BIG);
         // Doubling keeps appends O(1) on average; never beyond what the
         // run can still receive, nor beyond the budget.
         const grown = new Uint8Array(Math.min(Math.max(needed, 2 * capacity), total - before.offset, room));
@@ -235,7 +237,7 @@ export class Reassembler {
       before.length = needed;
     } else {
       if (this.heldBytes + length > this.limits.maxPendingBytes) {
-        return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`);
+        return fail(`partial messages would hold more than ${this.limits.maxPendingBytes} bytes`, CLOSE_TOO_BIG);
       }
       if (this.heldRuns >= this.limits.maxPendingChunks) {
         return fail(`more than ${this.limits.maxPendingChunks} separate chunks held for partial messages (chunks out of order)`);

@@ -11,12 +11,18 @@
  * headers; when a message arrives, every string in its `result` that is
  * exactly a received key is replaced by the bytes. A key without bytes stays
  * a string. Unclaimed attachments are bounded in number, bytes and age (the
- * Python 1.x server sometimes sends attachments no message refers to).
+ * Python 1.x server sometimes sends attachments no message refers to): the
+ * oldest are dropped, a notice given to `report`.
+ *
+ * Anything that breaks the protocol (a text frame over `maxTextSize`, a
+ * binary frame over `maxAttachmentSize` or without a header, malformed
+ * JSON, too deep, not an envelope, a bad key, too many keys announced)
+ * is thrown as a protocol error.
  */
 import { isBinary, isBlob, mapLeaves, MAX_DEPTH, nestedDeeperThan, rewriteLeaves, toBlob, toUint8Array } from './binary.js';
 import { DEFAULT_ATTACHMENT_LIMITS, type AttachmentLimits, type Codec, type CodecOptions, type Frame } from './codec.js';
 import { attachmentHeader, classify, type Incoming, type RequestEnvelope } from './envelope.js';
-import { clientError, type WslinkError } from './errors.js';
+import { clientError, CLOSE_TOO_BIG, protocolError, type WslinkError } from './errors.js';
 import { parseJson, stringifyJson } from './json.js';
 
 /**
@@ -25,6 +31,29 @@ import { parseJson, stringifyJson } from './json.js';
  * few thousand announced keys could each be as long as a text frame.
  */
 export const ATTACHMENT_KEY = /^wslink_bin\d{1,20}$/;
+
+/**
+ * Whether `text` takes more than `limit` bytes in UTF-8 (the WebSocket
+ * decoded it from UTF-8; strings count UTF-16 code units, each 1 to 3
+ * bytes, a surrogate pair 4). Stops counting as soon as it is over.
+ */
+export function utf8LongerThan(text: string, limit: number): boolean {
+  const n = text.length;
+  if (n > limit) return true;
+  if (n * 3 <= limit) return false;
+  let bytes = 0;
+  for (let i = 0; i < n; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 4;
+      i += 1;
+    } else bytes += 3;
+    if (bytes > limit) return true;
+  }
+  return false;
+}
 
 interface Received {
   bytes: Uint8Array;
@@ -132,36 +161,33 @@ export class CodecV1 implements Codec {
       this.takeAttachment(frame);
       return [];
     }
+    if (utf8LongerThan(frame, this.limits.maxTextSize)) {
+      throw protocolError(`Text frame over the limit of ${this.limits.maxTextSize} bytes (${frame.length} characters)`, CLOSE_TOO_BIG);
+    }
     let value: unknown;
     try {
       value = parseJson(frame, this.options.int64 ?? 'auto');
     } catch (e) {
-      this.report(clientError('protocol', `Malformed JSON message (${frame.length} characters): ${(e as Error).message}`, { cause: e }));
-      return [];
+      throw protocolError(`Malformed JSON message (${frame.length} characters): ${(e as Error).message}`, undefined, { cause: e });
     }
     // JSON.parse builds any depth without recursion.
     if (nestedDeeperThan(value, MAX_DEPTH)) {
-      this.report(clientError('protocol', `Message nested deeper than ${MAX_DEPTH} levels (${frame.length} characters), dropped`));
-      return [];
+      throw protocolError(`Message nested deeper than ${MAX_DEPTH} levels (${frame.length} characters)`);
     }
     const incoming = classify(value);
     if (incoming === null) {
-      this.report(clientError('protocol', 'Received a message that is not a wslink envelope'));
-      return [];
+      throw protocolError('Received a message that is not a wslink envelope');
     }
     if (incoming.kind === 'attachment-header') {
       const bad = incoming.keys.find((key) => !ATTACHMENT_KEY.test(key));
       if (bad !== undefined) {
         const shown = bad.length > 64 ? `${bad.slice(0, 64)}... (${bad.length} characters)` : bad;
-        this.report(clientError('protocol', `Attachment header announces ${JSON.stringify(shown)}, which is not a wslink_binN key (header ignored)`));
-        return [];
+        throw protocolError(`Attachment header announces ${JSON.stringify(shown)}, which is not a wslink_binN key`);
+      }
+      if (this.announced.length + incoming.keys.length > this.limits.maxAnnouncedKeys) {
+        throw protocolError(`More than ${this.limits.maxAnnouncedKeys} attachment keys announced without their bytes`);
       }
       for (const key of incoming.keys) this.announced.push(key);
-      const excess = this.announced.length - this.limits.maxAnnouncedKeys;
-      if (excess > 0) {
-        this.announced.splice(0, excess);
-        this.report(clientError('protocol', `More than ${this.limits.maxAnnouncedKeys} attachment keys announced without their bytes; the oldest ${excess} forgotten`));
-      }
       return [];
     }
     if (incoming.kind === 'notification') return [];
@@ -191,14 +217,16 @@ export class CodecV1 implements Codec {
   }
 
   private takeAttachment(bytes: Uint8Array): void {
+    const size = bytes.byteLength;
+    if (size > this.limits.maxAttachmentSize) {
+      throw protocolError(`Binary frame of ${size} bytes over the limit of ${this.limits.maxAttachmentSize} bytes`, CLOSE_TOO_BIG);
+    }
     const key = this.announced.shift();
     if (key === undefined) {
-      this.report(clientError('protocol', `Binary frame of ${bytes.byteLength} bytes without an attachment header (dropped)`));
-      return;
+      throw protocolError(`Binary frame of ${size} bytes without an attachment header`);
     }
-    if (bytes.byteLength > this.limits.maxAttachmentBytes) {
-      this.report(clientError('protocol', `Attachment ${key} of ${bytes.byteLength} bytes exceeds the limit of ${this.limits.maxAttachmentBytes} bytes (dropped)`));
-      return;
+    if (size > this.limits.maxAttachmentBytes) {
+      throw protocolError(`Attachment ${key} of ${size} bytes exceeds the limit of ${this.limits.maxAttachmentBytes} bytes for attachments held`, CLOSE_TOO_BIG);
     }
     this.forget(key);
     this.received.set(key, { bytes, seq: this.messages });

@@ -12,7 +12,7 @@ import { isBinary, isBlob, mapLeaves, MAX_DEPTH, nestedDeeperThan, rewriteLeaves
 import { chunkMessage, DEFAULT_MAX_MSG_SIZE, Reassembler } from './chunking.js';
 import type { Codec, CodecOptions, Frame } from './codec.js';
 import { classify, type Incoming, type RequestEnvelope } from './envelope.js';
-import { clientError, type WslinkError } from './errors.js';
+import { clientError, protocolError, type WslinkError } from './errors.js';
 
 const INT32_MIN = -0x8000_0000;
 const UINT32_MAX = 0xffff_ffff;
@@ -44,13 +44,15 @@ export class CodecV2 implements Codec {
   private readonly encoder = new Encoder({ useBigInt64: true, ignoreUndefined: true, maxDepth: MAX_DEPTH + 2 });
   private readonly decoder: Decoder;
   private readonly reassembler: Reassembler;
-  private readonly report: (error: WslinkError) => void;
+  /** The first problem the reassembler reported for the frame being decoded. */
+  private fault: WslinkError | null = null;
   private readonly options: CodecOptions;
 
   constructor(options: CodecOptions = {}) {
     this.options = options;
-    this.report = options.report ?? (() => {});
-    this.reassembler = new Reassembler(options.limits, this.report);
+    this.reassembler = new Reassembler(options.limits, (error) => {
+      this.fault ??= error;
+    });
     this.decoder = new Decoder({ useBigInt64: (options.int64 ?? 'auto') !== 'number' });
   }
 
@@ -84,29 +86,30 @@ export class CodecV2 implements Codec {
 
   decode(frame: string | Uint8Array): Incoming[] {
     if (typeof frame === 'string') {
-      this.report(clientError('protocol', 'Text frame received on a wslink 2.x connection (ignored)'));
-      return [];
+      throw protocolError('Text frame received on a wslink 2.x connection (2.x sends binary frames only)');
     }
     const bytes = this.reassembler.push(frame);
+    const fault = this.fault;
+    if (fault !== null) {
+      this.fault = null;
+      throw fault;
+    }
     if (bytes === null) return [];
     let value: unknown;
     try {
       value = this.decoder.decode(bytes);
     } catch (e) {
-      this.report(clientError('protocol', `Malformed msgpack message (${bytes.byteLength} bytes): ${(e as Error).message}`, { cause: e }));
-      return [];
+      throw protocolError(`Malformed msgpack message (${bytes.byteLength} bytes): ${(e as Error).message}`, undefined, { cause: e });
     }
     // msgpack decodes any depth without recursion; what the application
     // (or a recursive walk here) does with 100,000 levels is another story.
     if (nestedDeeperThan(value, MAX_DEPTH)) {
-      this.report(clientError('protocol', `Message nested deeper than ${MAX_DEPTH} levels (${bytes.byteLength} bytes), dropped`));
-      return [];
+      throw protocolError(`Message nested deeper than ${MAX_DEPTH} levels (${bytes.byteLength} bytes)`);
     }
     value = this.postprocess(value);
     const incoming = classify(value);
     if (incoming === null) {
-      this.report(clientError('protocol', 'Received a message that is not a wslink envelope'));
-      return [];
+      throw protocolError('Received a message that is not a wslink envelope');
     }
     return incoming.kind === 'attachment-header' || incoming.kind === 'notification' ? [] : [incoming];
   }
@@ -135,6 +138,7 @@ export class CodecV2 implements Codec {
 
   reset(): void {
     this.reassembler.reset();
+    this.fault = null;
     this.maxMsgSize = DEFAULT_MAX_MSG_SIZE;
   }
 }

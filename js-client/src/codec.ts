@@ -18,7 +18,18 @@ export type Frame = string | Uint8Array;
 /** How binary values are handed to the application. */
 export type BinaryType = 'uint8array' | 'blob';
 
+/** wslink 1.x: bounds on text frames and attachments. */
 export interface AttachmentLimits {
+  /**
+   * 1.x: largest text frame (a JSON message or an attachment header), in
+   * UTF-8 bytes. A larger one is a protocol error (close code 1009).
+   */
+  maxTextSize: number;
+  /**
+   * 1.x: largest binary frame (one attachment), in bytes. A larger one is a
+   * protocol error (close code 1009).
+   */
+  maxAttachmentSize: number;
   /** 1.x: attachments received and not yet claimed by a message, at most. */
   maxAttachments: number;
   /** 1.x: bytes held by unclaimed attachments, at most. */
@@ -31,7 +42,14 @@ export interface AttachmentLimits {
 
 export type Limits = ReassemblyLimits & AttachmentLimits;
 
+/**
+ * Defaults. `maxTextSize` and `maxAttachmentSize` are the Rust client's
+ * (`wslink_client::DEFAULT_MAX_MESSAGE_SIZE`, 256 MiB, which it applies to
+ * every frame).
+ */
 export const DEFAULT_ATTACHMENT_LIMITS: Readonly<AttachmentLimits> = Object.freeze({
+  maxTextSize: 256 * 1024 * 1024,
+  maxAttachmentSize: 256 * 1024 * 1024,
   maxAttachments: 4096,
   maxAttachmentBytes: 512 * 1024 * 1024,
   maxAttachmentAge: 64,
@@ -51,7 +69,11 @@ export interface CodecOptions {
   /** How received binary values are delivered (default `uint8array`). */
   binaryType?: BinaryType;
   limits?: Partial<Limits>;
-  /** Receives protocol problems (malformed frames, limits); decoding goes on. */
+  /**
+   * Receives notices that do not stop decoding (1.x: unclaimed attachments
+   * dropped to stay within the limits). Protocol errors are thrown by
+   * {@link Codec.decode} instead.
+   */
   report?: (error: WslinkError) => void;
 }
 
@@ -63,7 +85,13 @@ export interface Codec {
    * Throws a WslinkError of kind `encoding` for values it cannot encode.
    */
   encode(message: RequestEnvelope): Frame[];
-  /** Takes one received frame; returns the complete messages it yields (0 or 1). Never throws. */
+  /**
+   * Takes one received frame; returns the complete messages it yields (0
+   * or 1). Throws a WslinkError of kind `protocol` (with its `closeCode`)
+   * when the frame breaks the protocol: a malformed or inconsistent frame,
+   * a limit crossed. The connection cannot go on after one (the codec's
+   * state no longer matches the peer's); `reset()` before reusing it.
+   */
   decode(frame: string | Uint8Array): Incoming[];
   /** The peer's frame size limit (2.x hello reply). */
   setMaxMsgSize(size: number): void;

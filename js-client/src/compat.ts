@@ -200,7 +200,10 @@ function newWebsocketConnection(initialValues: WebsocketConnectionOptions): Webs
       session = createSession(c);
       c.on('ready', () => publicAPI.fireConnectionReady(publicAPI));
       c.on('error', (e: WslinkError) => {
-        if (e.kind !== 'callback' && e.kind !== 'protocol') publicAPI.fireConnectionError(publicAPI, e);
+        // Listener failures and notices that leave the connection up are
+        // not connection errors; a protocol error that closes it is.
+        const fatal = e.kind !== 'protocol' || e.closeCode !== undefined;
+        if (e.kind !== 'callback' && fatal) publicAPI.fireConnectionError(publicAPI, e);
       });
       // npm wslink fires ConnectionClose once per socket closed.
       let closeAlreadyFired = false;

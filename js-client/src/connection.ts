@@ -66,6 +66,12 @@ export interface ReadyInfo {
   reconnected: boolean;
 }
 
+/**
+ * How an open connection ended. When the client closed it over a protocol
+ * error, `code` is the code it closed with (1002, 1009 or 1011; see
+ * `WslinkError.closeCode`), `reason` the error's message and `wasClean`
+ * false, whatever the WebSocket let it send.
+ */
 export interface DisconnectInfo extends CloseInfo {
   willReconnect: boolean;
 }

@@ -37,8 +37,10 @@ export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
  * - `connect-failed`: the WebSocket could not be opened, or closed before the
  *   hello was answered.
  * - `encoding`: a value could not be encoded (e.g. a bigint beyond 64 bits).
- * - `protocol`: the server sent something this client cannot read
- *   (malformed frame, reassembly limit, ...). Reported on the `error` event.
+ * - `protocol`: the server broke the protocol (a malformed frame, lying
+ *   chunk headers, a limit crossed, ...). The client reports it on the
+ *   `error` event, closes the connection (see {@link WslinkError.closeCode})
+ *   and rejects every call in flight with it at once.
  * - `callback`: a subscriber or event listener threw. Reported on the `error` event.
  */
 export type ErrorKind =
@@ -58,7 +60,15 @@ export interface WslinkErrorOptions {
   kind?: ErrorKind;
   method?: string;
   cause?: unknown;
+  closeCode?: number;
 }
+
+/** WebSocket close code for a malformed or inconsistent message (RFC 6455). */
+export const CLOSE_PROTOCOL_ERROR = 1002;
+/** WebSocket close code for a message over a size limit (RFC 6455). */
+export const CLOSE_TOO_BIG = 1009;
+/** WebSocket close code for a frame the client itself cannot read (RFC 6455). */
+export const CLOSE_INTERNAL_ERROR = 1011;
 
 export class WslinkError extends Error {
   /** A wslink error code; -32099 ({@link ErrorCode.CLIENT}) for client-side errors. */
@@ -68,6 +78,13 @@ export class WslinkError extends Error {
   readonly kind: ErrorKind;
   /** The method of the call that failed, when there is one. */
   declare readonly method?: string;
+  /**
+   * Kind `protocol`: the WebSocket close code the client closes the
+   * connection with because of this error: 1002 (malformed or inconsistent
+   * message), 1009 (a size limit crossed) or 1011 (a frame the client could
+   * not read). Absent on notices that do not end the connection.
+   */
+  declare readonly closeCode?: number;
 
   constructor(code: number, message: string, options: WslinkErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -76,6 +93,7 @@ export class WslinkError extends Error {
     this.kind = options.kind ?? (code === ErrorCode.CLIENT ? 'protocol' : 'server');
     if (options.data !== undefined) this.data = options.data;
     if (options.method !== undefined) this.method = options.method;
+    if (options.closeCode !== undefined) this.closeCode = options.closeCode;
   }
 
   /** The `{code, message, data?}` shape of a wslink error envelope. */
@@ -89,6 +107,14 @@ export class WslinkError extends Error {
 /** A client-side error (code -32099). */
 export function clientError(kind: Exclude<ErrorKind, 'server'>, message: string, options: Omit<WslinkErrorOptions, 'kind'> = {}): WslinkError {
   return new WslinkError(ErrorCode.CLIENT, message, { ...options, kind });
+}
+
+/**
+ * A protocol error: the server sent something that ends the connection,
+ * which the client closes with `closeCode`.
+ */
+export function protocolError(message: string, closeCode: number = CLOSE_PROTOCOL_ERROR, options: Omit<WslinkErrorOptions, 'kind' | 'closeCode'> = {}): WslinkError {
+  return new WslinkError(ErrorCode.CLIENT, message, { ...options, kind: 'protocol', closeCode });
 }
 
 export function isWslinkError(value: unknown): value is WslinkError {

@@ -6,7 +6,7 @@
 import { containsBlob, isBlob, resolveBlobs, toUint8Array } from './binary.js';
 import type { Codec, Frame } from './codec.js';
 import { helloRequest, readHello, request, type HelloResult, type Incoming, type RequestEnvelope } from './envelope.js';
-import { clientError, errorFromEnvelope, WslinkError, type ErrorKind } from './errors.js';
+import { CLOSE_INTERNAL_ERROR, CLOSE_PROTOCOL_ERROR, clientError, errorFromEnvelope, protocolError, WslinkError, type ErrorKind } from './errors.js';
 import { HELLO_ID, HELLO_METHOD, parseId, rpcId } from './ids.js';
 import { log, type Logger } from './logger.js';
 import { CLOSED, listen, OPEN, type CloseInfo, type SocketEventLike, type SocketLike } from './socket.js';
@@ -21,9 +21,16 @@ export interface CallOptions {
 export interface SessionHooks {
   /** A published message for `topic`. */
   publish(topic: string, result: unknown): void;
-  /** Protocol problems and socket errors (the session goes on). */
+  /**
+   * Problems to report: notices from the codec (the session goes on), and
+   * the protocol error that made the session close (once the hello is
+   * answered; before, `start()` rejects with it).
+   */
   report(error: WslinkError): void;
-  /** The socket closed (whoever closed it). Pending calls are already rejected. */
+  /**
+   * The session ended (whoever closed it, or a protocol error). Pending
+   * calls are already rejected.
+   */
   closed(info: CloseInfo): void;
   /** Numbers for call ids (unique per client, across reconnections). */
   nextNumber(): number;
@@ -34,6 +41,32 @@ interface PendingCall {
   method: string;
   resolve(value: unknown): void;
   fail(error: WslinkError): void;
+}
+
+/** Why pending calls are rejected when the session ends. */
+interface Ending {
+  kind: ErrorKind;
+  message: string;
+  /** The protocol error that ended the session. */
+  cause?: WslinkError;
+}
+
+/** Close frame reasons are at most 123 bytes of UTF-8. */
+const MAX_CLOSE_REASON = 123;
+
+/** `text` cut to fit a close frame's reason. */
+function closeReason(text: string): string {
+  const encoder = new TextEncoder();
+  if (encoder.encode(text).byteLength <= MAX_CLOSE_REASON) return text;
+  let out = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const n = encoder.encode(ch).byteLength;
+    if (bytes + n > MAX_CLOSE_REASON - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}...`;
 }
 
 function asWslinkError(e: unknown, method: string): WslinkError {
@@ -60,7 +93,7 @@ export class Session {
   /** The last WebSocket error's text (Node gives one, browsers do not). */
   private socketError: string | null = null;
   /** Why pending calls are rejected when the socket closes. */
-  private closing: { kind: ErrorKind; message: string } | null = null;
+  private closing: Ending | null = null;
 
   constructor(
     readonly ws: SocketLike,
@@ -230,10 +263,17 @@ export class Session {
   private receive(data: unknown): void {
     if (this.inbox !== null || isBlob(data)) {
       const task = (this.inbox ?? Promise.resolve()).then(async () => {
-        const frame = isBlob(data) ? new Uint8Array(await data.arrayBuffer()) : data;
+        if (this.closeInfo !== null) return;
+        let frame: unknown;
+        try {
+          frame = isBlob(data) ? new Uint8Array(await data.arrayBuffer()) : data;
+        } catch (e) {
+          this.fail(protocolError(`Cannot read a received frame: ${String(e)}`, CLOSE_INTERNAL_ERROR, { cause: e }));
+          return;
+        }
         this.receiveNow(frame);
       });
-      const tail = task.catch((e: unknown) => this.hooks.report(clientError('protocol', `Cannot read a received frame: ${String(e)}`, { cause: e })));
+      const tail = task.catch((e: unknown) => log(this.hooks.logger, 'error', 'wslink: handling a received frame failed', e));
       this.inbox = tail;
       void tail.then(() => {
         if (this.inbox === tail) this.inbox = null;
@@ -244,14 +284,41 @@ export class Session {
   }
 
   private receiveNow(data: unknown): void {
+    // A session ended by a protocol error reads nothing more.
+    if (this.closeInfo !== null) return;
     let frame: string | Uint8Array;
     if (typeof data === 'string') frame = data;
     else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) frame = toUint8Array(data);
     else {
-      this.hooks.report(clientError('protocol', `Unsupported frame data (${Object.prototype.toString.call(data)})`));
+      this.fail(protocolError(`Unsupported frame data (${Object.prototype.toString.call(data)})`, CLOSE_INTERNAL_ERROR));
       return;
     }
-    for (const message of this.codec.decode(frame)) this.route(message);
+    let messages: Incoming[];
+    try {
+      messages = this.codec.decode(frame);
+    } catch (e) {
+      this.fail(e instanceof WslinkError ? e : protocolError(`Cannot decode a received frame: ${String(e)}`, undefined, { cause: e }));
+      return;
+    }
+    for (const message of messages) this.route(message);
+  }
+
+  /**
+   * The server broke the protocol: reports it, rejects every pending call
+   * with it, closes the socket with the error's close code and ends the
+   * session at once (without waiting for the server's close frame, which a
+   * broken server may never send).
+   */
+  private fail(error: WslinkError): void {
+    if (this.closeInfo !== null) return;
+    const code = error.closeCode ?? CLOSE_PROTOCOL_ERROR;
+    const reason = closeReason(error.message);
+    const message = `protocol error: ${error.message}`;
+    this.closing = { kind: 'protocol', message, cause: error };
+    this.rejectAll('protocol', message, error);
+    if (this.clientId !== null) this.hooks.report(error);
+    this.closeSocket(code, reason);
+    this.handleClose({ code, reason, wasClean: false });
   }
 
   private route(message: Incoming): void {
@@ -302,34 +369,53 @@ export class Session {
     this.onOpen = null;
     const why = this.closing;
     const detail = `code ${info.code}${info.reason ? `, ${info.reason}` : ''}${this.socketError ? `; WebSocket error: ${this.socketError}` : ''}`;
-    if (why) this.rejectAll(why.kind, why.message);
+    if (why) this.rejectAll(why.kind, why.message, why.cause);
     else if (this.clientId === null) this.rejectAll('connect-failed', `Connection closed before the hello was answered (${detail})`);
     else this.rejectAll('disconnected', `Connection lost (${detail})`);
     this.codec.reset();
     this.hooks.closed(info);
   }
 
-  private rejectAll(kind: ErrorKind, message: string): void {
+  private rejectAll(kind: ErrorKind, message: string, cause?: WslinkError): void {
     const entries = [...this.pending.values()];
     this.pending.clear();
     for (const entry of entries) {
-      entry.fail(new WslinkError(-32099, entry.method === HELLO_METHOD ? message : `${entry.method}: ${message}`, { kind, method: entry.method }));
+      entry.fail(
+        new WslinkError(-32099, entry.method === HELLO_METHOD ? message : `${entry.method}: ${message}`, {
+          kind,
+          method: entry.method,
+          ...(cause === undefined ? {} : { cause }),
+          ...(cause?.closeCode === undefined ? {} : { closeCode: cause.closeCode }),
+        }),
+      );
     }
   }
 
   /** Closes the socket; pending calls are rejected at once with `why`. */
-  close(code?: number, reason = '', why: { kind: ErrorKind; message: string } = { kind: 'closed', message: 'connection closed by the client' }): void {
+  close(code?: number, reason = '', why: Ending = { kind: 'closed', message: 'connection closed by the client' }): void {
     this.closing ??= why;
-    this.rejectAll(why.kind, why.message);
+    this.rejectAll(why.kind, why.message, why.cause);
     if (this.closeInfo !== null) return;
-    try {
-      if (code === undefined) this.ws.close();
-      else this.ws.close(code, reason);
-    } catch {
+    this.closeSocket(code, reason);
+  }
+
+  /**
+   * `ws.close(code, reason)`, falling back when the WebSocket refuses them:
+   * the WHATWG API (browsers, Node's built-in WebSocket) lets a page send
+   * only 1000 and 3000-4999, so a protocol error's 1002/1009 goes out as
+   * 1000 with the same reason there; other implementations (e.g. `ws`)
+   * send the code itself.
+   */
+  private closeSocket(code: number | undefined, reason: string): void {
+    const attempts: (() => void)[] =
+      code === undefined ? [] : [() => this.ws.close(code, reason), () => this.ws.close(1000, reason)];
+    attempts.push(() => this.ws.close());
+    for (const attempt of attempts) {
       try {
-        this.ws.close();
+        attempt();
+        return;
       } catch {
-        // Already closing.
+        // Refused (or already closing): try the next form.
       }
     }
   }

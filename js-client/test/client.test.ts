@@ -107,6 +107,33 @@ for (const generation of [2, 1] as const) {
       assert.equal(c.inFlight, 0);
     });
 
+    it('never sends a call abandoned before its frames went out (Blob arguments still being read)', async () => {
+      const server = new FakeServer({ generation });
+      const c = await connected(server);
+      class SlowBlob extends Blob {
+        override async arrayBuffer(): Promise<ArrayBuffer> {
+          await new Promise((r) => setTimeout(r, 100));
+          return super.arrayBuffer();
+        }
+      }
+      const sentBefore = server.last.socket.sent.length;
+      const controller = new AbortController();
+      const aborted = c.call('test.echo', [new SlowBlob([new Uint8Array(1024)])], {}, { signal: controller.signal });
+      const timedOut = c.call('test.echo', [new SlowBlob([new Uint8Array(1024)])], {}, { timeout: 20 });
+      // Queued behind them, so sent only once they are settled.
+      const after = c.call('test.echo', ['after']);
+      setTimeout(() => controller.abort(), 10);
+      await assert.rejects(aborted, isError('aborted'));
+      await assert.rejects(timedOut, isError('timeout'));
+      assert.equal(await after, 'after');
+      // Not one frame of the abandoned calls (no attachment either, in 1.x).
+      assert.equal(server.last.socket.sent.length, sentBefore + 1);
+      assert.deepEqual(
+        server.last.received.slice(1).map((m) => (m as { args: unknown[] }).args[0]),
+        ['after'],
+      );
+    });
+
     it('honours AbortSignal, before and during the call', async () => {
       const server = new FakeServer({ generation });
       const c = await connected(server);
@@ -124,27 +151,35 @@ for (const generation of [2, 1] as const) {
       assert.equal(c.inFlight, 0);
     });
 
-    it('ignores replies to unknown ids and reports malformed frames without failing', async () => {
+    it('ignores replies to unknown ids', async () => {
       const server = new FakeServer({ generation });
       const c = await connected(server);
       const errors: WslinkError[] = [];
       c.on('error', (e) => errors.push(e));
       server.last.reply({ wslink: '1.0', id: 'rpc:c1:999', result: 'stray' });
       server.last.reply({ wslink: '1.0', id: 'unknown-format', result: 'stray' });
-      if (generation === 2) {
-        server.last.socket.deliver('text on a 2.x connection');
-        server.last.socket.deliver(chunkMessage(Uint8Array.from([0xc1]), 100)[0] as Uint8Array);
-        const h = encodeHeader({ id: 1, offset: 0, size: 0xfffffff0 });
-        server.last.socket.deliver(h);
-      } else {
-        server.last.socket.deliver('{not json');
-        server.last.socket.deliver(Uint8Array.from([1, 2, 3]));
-        server.last.socket.deliver('[1]');
-      }
       assert.equal(await c.call('test.add', [1, 1]), 2);
-      assert.equal(errors.length, 3);
-      assert.ok(errors.every((e) => e.kind === 'protocol'));
+      assert.deepEqual(errors, []);
       assert.equal(c.state, 'open');
+    });
+
+    it('closes the connection on a malformed frame; pending calls reject at once', async () => {
+      const garbage: (string | Uint8Array)[] =
+        generation === 2
+          ? ['text on a 2.x connection', chunkMessage(Uint8Array.from([0xc1]), 100)[0] as Uint8Array, encodeHeader({ id: 1, offset: 0, size: 0xfffffff0 })]
+          : ['{not json', Uint8Array.from([1, 2, 3]), '[1]'];
+      for (const frame of garbage) {
+        const server = new FakeServer({ generation });
+        const c = await connected(server);
+        const errors: WslinkError[] = [];
+        c.on('error', (e) => errors.push(e));
+        const p = c.call('test.never');
+        server.last.socket.deliver(frame);
+        await assert.rejects(p, isError('protocol'));
+        assert.equal(errors.length, 1);
+        assert.equal(errors[0]?.kind, 'protocol');
+        assert.equal(c.state, 'closed');
+      }
     });
 
     it('delivers published messages to the subscribers of their topic', async () => {
@@ -326,10 +361,10 @@ for (const generation of [2, 1] as const) {
       const lines: string[] = [];
       const logger = { debug: (...a: unknown[]) => lines.push(a.map(String).join(' ')), warn: (...a: unknown[]) => lines.push(a.map(String).join(' ')) };
       const c = await connected(server, { logger });
-      server.last.socket.deliver(generation === 2 ? 'bad text' : '{bad');
       await c.call('test.add', [1, 1]);
+      server.last.socket.deliver(generation === 2 ? 'bad text' : '{bad');
       assert.ok(lines.some((l) => /idle -> connecting/.test(l)));
-      assert.ok(lines.some((l) => /wslink: /.test(l)));
+      assert.ok(lines.some((l) => /wslink: .*(Text frame|Malformed JSON)/.test(l)), JSON.stringify(lines));
     });
   });
 }

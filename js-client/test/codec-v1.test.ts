@@ -1,8 +1,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CodecV1 } from '../src/codec-v1.js';
+import { CodecV1, utf8LongerThan } from '../src/codec-v1.js';
 import { helloRequest, request } from '../src/envelope.js';
-import type { WslinkError } from '../src/errors.js';
+import { WslinkError } from '../src/errors.js';
+
+/** `decode` throws a protocol error matching `pattern`, with close code `code`. */
+function throwsProtocol(f: () => unknown, pattern: RegExp, code = 1002): void {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(e instanceof WslinkError, String(e));
+    assert.equal(e.kind, 'protocol');
+    assert.equal(e.code, -32099);
+    assert.equal(e.closeCode, code, e.message);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
 
 const header = (key: string): string => JSON.stringify({ wslink: '1.0', method: 'wslink.binary.attachment', args: [key] });
 
@@ -106,7 +118,7 @@ describe('CodecV1 decoding', () => {
     assert.deepEqual(resultOf(codec, ['{"id": "rpc:c1:10", "result": "wslink_bin1"}']), 'wslink_bin1');
   });
 
-  it('bounds unclaimed attachments by count and bytes', () => {
+  it('bounds unclaimed attachments by count and bytes: the oldest are dropped, with a notice', () => {
     const errors: WslinkError[] = [];
     const codec = new CodecV1({ limits: { maxAttachments: 2, maxAttachmentBytes: 10 }, report: (e) => errors.push(e) });
     for (let i = 0; i < 3; i += 1) {
@@ -117,21 +129,47 @@ describe('CodecV1 decoding', () => {
     codec.decode(header('wslink_bin9'));
     codec.decode(new Uint8Array(9));
     assert.equal(codec.unclaimedAttachments, 1);
+    assert.ok(errors.length > 0 && errors.every((e) => e.kind === 'protocol' && e.closeCode === undefined && /dropped/.test(e.message)));
+    // One attachment larger than all of them may hold is a protocol error.
     codec.decode(header('wslink_bin10'));
-    codec.decode(new Uint8Array(11));
-    assert.equal(codec.unclaimedAttachments, 1);
-    assert.ok(errors.some((e) => /exceeds the limit of 10 bytes/.test(e.message)));
-    assert.ok(errors.every((e) => e.kind === 'protocol'));
+    throwsProtocol(() => codec.decode(new Uint8Array(11)), /exceeds the limit of 10 bytes for attachments held/, 1009);
   });
 
-  it('reports a binary frame without header, malformed JSON and non-envelopes', () => {
-    const errors: WslinkError[] = [];
-    const codec = new CodecV1({ report: (e) => errors.push(e) });
-    assert.deepEqual(codec.decode(new Uint8Array(3)), []);
-    assert.deepEqual(codec.decode('{nope'), []);
-    assert.deepEqual(codec.decode('[1, 2]'), []);
-    assert.deepEqual(codec.decode('{"id": 3, "result": 1}'), []);
-    assert.equal(errors.length, 4);
+  it('throws on a binary frame without header, malformed JSON and non-envelopes', () => {
+    const codec = new CodecV1();
+    throwsProtocol(() => codec.decode(new Uint8Array(3)), /without an attachment header/);
+    throwsProtocol(() => codec.decode('{nope'), /Malformed JSON/);
+    throwsProtocol(() => codec.decode('[1, 2]'), /not a wslink envelope/);
+    throwsProtocol(() => codec.decode('{"id": 3, "result": 1}'), /not a wslink envelope/);
+  });
+
+  it('throws on text and binary frames over maxTextSize / maxAttachmentSize', () => {
+    const codec = new CodecV1({ limits: { maxTextSize: 20 } });
+    assert.deepEqual(codec.decode('{"wslink": "1.0"}   '), []);
+    throwsProtocol(() => codec.decode('{"wslink": "1.0"}    '), /Text frame over the limit of 20 bytes/, 1009);
+    throwsProtocol(() => codec.decode('{"wslink": "é"}     '), /Text frame over the limit of 20 bytes/, 1009);
+    const attachments = new CodecV1({ limits: { maxAttachmentSize: 4 } });
+    attachments.decode(header('wslink_bin1'));
+    attachments.decode(new Uint8Array(4));
+    throwsProtocol(() => attachments.decode(new Uint8Array(5)), /Binary frame of 5 bytes over the limit of 4 bytes/, 1009);
+  });
+
+  it('counts UTF-8 bytes without encoding', () => {
+    const cases: [string, number][] = [
+      ['', 0],
+      ['abc', 3],
+      ['é', 2],
+      ['€', 3],
+      ['😀', 4],
+      ['a😀é€', 10],
+      ['\ud800', 3], // a lone surrogate (U+FFFD when encoded)
+      ['\ud800a', 4],
+    ];
+    for (const [text, bytes] of cases) {
+      assert.equal(new TextEncoder().encode(text).byteLength, bytes, JSON.stringify(text));
+      assert.equal(utf8LongerThan(text, bytes), false, JSON.stringify(text));
+      if (bytes > 0) assert.equal(utf8LongerThan(text, bytes - 1), true, JSON.stringify(text));
+    }
   });
 
   it('ignores notifications without id', () => {

@@ -4,7 +4,19 @@ import { decode as msgpackDecode, encode as msgpackEncode } from '@msgpack/msgpa
 import { chunkMessage, decodeHeader, HEADER_LENGTH } from '../src/chunking.js';
 import { CodecV2 } from '../src/codec-v2.js';
 import { helloRequest, request } from '../src/envelope.js';
-import type { WslinkError } from '../src/errors.js';
+import { WslinkError } from '../src/errors.js';
+
+/** `decode` throws a protocol error matching `pattern`, with close code `code`. */
+function throwsProtocol(f: () => unknown, pattern: RegExp, code = 1002): void {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(e instanceof WslinkError, String(e));
+    assert.equal(e.kind, 'protocol');
+    assert.equal(e.code, -32099);
+    assert.equal(e.closeCode, code, e.message);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
@@ -172,25 +184,22 @@ describe('CodecV2 decoding', () => {
     assert.deepEqual([...new Uint8Array(await b.arrayBuffer())], [1, 2]);
   });
 
-  it('reports malformed input instead of throwing', () => {
-    const errors: WslinkError[] = [];
-    const codec = new CodecV2({ report: (e) => errors.push(e) });
-    assert.deepEqual(codec.decode('{"text": "frame"}'), []);
-    assert.deepEqual(codec.decode(chunkMessage(Uint8Array.from([0xc1]), 100)[0] as Uint8Array), []);
-    assert.deepEqual(codec.decode((reply([1, 2, 3])[0]) as Uint8Array), []);
-    assert.deepEqual(codec.decode((reply({ id: 5, result: 1 })[0]) as Uint8Array), []);
-    assert.deepEqual(codec.decode(new Uint8Array(3)), []);
-    assert.equal(errors.length, 5);
-    assert.ok(errors.every((e) => e.kind === 'protocol' && e.code === -32099));
+  it('throws a protocol error on malformed input', () => {
+    const codec = new CodecV2();
+    throwsProtocol(() => codec.decode('{"text": "frame"}'), /Text frame/);
+    throwsProtocol(() => codec.decode(chunkMessage(Uint8Array.from([0xc1]), 100)[0] as Uint8Array), /Malformed msgpack/);
+    throwsProtocol(() => codec.decode(reply([1, 2, 3])[0] as Uint8Array), /not a wslink envelope/);
+    throwsProtocol(() => codec.decode(reply({ id: 5, result: 1 })[0] as Uint8Array), /not a wslink envelope/);
+    throwsProtocol(() => codec.decode(new Uint8Array(3)), /shorter than the 12-byte chunk header/);
   });
 
-  it('applies reassembly limits', () => {
-    const errors: WslinkError[] = [];
-    const codec = new CodecV2({ limits: { maxMessageSize: 1000 }, report: (e) => errors.push(e) });
+  it('applies reassembly limits: a size limit is thrown with close code 1009', () => {
+    const codec = new CodecV2({ limits: { maxMessageSize: 1000 } });
     const frames = reply({ id: 'rpc:c1:0', result: new Uint8Array(5000) }, 1000);
-    for (const f of frames) assert.deepEqual(codec.decode(f), []);
-    assert.equal(errors.length, 1);
-    assert.match(errors[0]?.message ?? '', /exceeds the limit/);
+    throwsProtocol(() => codec.decode(frames[0] as Uint8Array), /exceeds the limit of 1000 bytes/, 1009);
+    // After reset() the codec decodes again.
+    codec.reset();
+    assert.deepEqual(codec.decode(reply({ id: 'rpc:c1:1', result: 1 })[0] as Uint8Array), [{ kind: 'result', id: 'rpc:c1:1', result: 1 }]);
   });
 
   it('addAttachment: returns the payload, an ArrayBuffer wrapped in a DataView (as npm wslink 2.x)', () => {

@@ -2,7 +2,7 @@
 //! routes what the server sends to the calls and subscriptions waiting for it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -40,7 +40,12 @@ pub(crate) enum ReplyError {
 /// What calls hand to the writer: the frames of one message, written in
 /// order and without any other message's frames between them (1.x
 /// attachments depend on that).
-pub(crate) struct Outgoing(pub(crate) Frames);
+pub(crate) struct Outgoing {
+    pub(crate) frames: Frames,
+    /// Set once the call is over (answered, timed out, or its future
+    /// dropped): the frames not yet written are dropped then.
+    pub(crate) abandoned: Arc<AtomicBool>,
+}
 
 /// The frames of one encoded message.
 ///
@@ -53,6 +58,17 @@ pub(crate) struct Outgoing(pub(crate) Frames);
 pub(crate) enum Frames {
     V2(Chunks),
     V1(std::vec::IntoIter<Frame>),
+}
+
+impl Frames {
+    /// Whether the message may be cut short just before `next`, leaving the
+    /// server a state it can recover from: anywhere in 2.x (a partial
+    /// message, which the server's limits bound); in 1.x only before a text
+    /// frame, never between an attachment header and its bytes (the server
+    /// would pair the next message's bytes with the announced key).
+    fn may_stop_before(&self, next: &Frame) -> bool {
+        matches!(self, Frames::V2(_)) || matches!(next, Frame::Text(_))
+    }
 }
 
 impl Iterator for Frames {
@@ -240,7 +256,11 @@ impl Encoder {
 #[derive(Debug)]
 pub(crate) enum Decoder {
     V2(v2::Decoder),
-    V1(v1::Decoder),
+    V1 {
+        decoder: v1::Decoder,
+        /// Checked before parsing when below serde_json's own bound.
+        json_depth: Option<usize>,
+    },
 }
 
 impl Decoder {
@@ -253,23 +273,84 @@ impl Decoder {
                 d.set_authenticated(true);
                 Decoder::V2(d)
             }
-            Generation::V1 => Decoder::V1(v1::Decoder::new(limits.v1())),
+            Generation::V1 => Decoder::V1 {
+                decoder: v1::Decoder::new(limits.v1()),
+                json_depth: limits.json_depth(),
+            },
         }
     }
 
-    /// Feeds one WebSocket message; returns the wslink message it completes.
-    fn push(&mut self, ws: Ws) -> Result<Option<Message>, CodecError> {
-        match (self, ws) {
+    /// Feeds one WebSocket message; returns the wslink message it completes,
+    /// or why the connection cannot go on and the close code to send.
+    fn push(&mut self, ws: Ws) -> Result<Option<Message>, (Ended, CloseCode)> {
+        let decoded = match (self, ws) {
             (Decoder::V2(d), Ws::Binary(b)) => d.push(b),
             (Decoder::V2(_), Ws::Text(_)) => Err(CodecError::WrongFrameKind {
                 kind: "text",
                 generation: Generation::V2,
             }),
-            (Decoder::V1(d), Ws::Text(t)) => d.push_text(t.as_str()),
-            (Decoder::V1(d), Ws::Binary(b)) => d.push_binary(b).map(|()| None),
+            (
+                Decoder::V1 {
+                    decoder,
+                    json_depth,
+                },
+                Ws::Text(t),
+            ) => {
+                if let Some(limit) = *json_depth {
+                    if json_deeper_than(t.as_str(), limit) {
+                        let detail = format!(
+                            "the server sent an invalid message: JSON nesting deeper than {limit} levels"
+                        );
+                        return Err((Ended::Protocol(detail, None), CloseCode::Protocol));
+                    }
+                }
+                decoder.push_text(t.as_str())
+            }
+            (Decoder::V1 { decoder, .. }, Ws::Binary(b)) => decoder.push_binary(b).map(|()| None),
             _ => Ok(None),
+        };
+        decoded.map_err(|e| {
+            let code = if e.is_size_limit() {
+                CloseCode::Size
+            } else {
+                CloseCode::Protocol
+            };
+            (protocol(e), code)
+        })
+    }
+}
+
+/// Whether arrays and objects nest deeper than `limit` levels in a JSON
+/// text (the outermost counting as 1), without parsing it. Brackets inside
+/// strings do not count; the text need not be valid JSON.
+fn json_deeper_than(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
     }
+    false
 }
 
 /// Turns a frame into a WebSocket message.
@@ -308,6 +389,32 @@ async fn feed_frames(
     Ok(())
 }
 
+/// [`feed_frames`] for a call's message: once the call is abandoned, the
+/// frames not yet handed to the WebSocket are dropped (at the first point
+/// where [`Frames::may_stop_before`] allows it).
+async fn feed_message(
+    sink: &mut (impl futures_util::Sink<Ws, Error = tungstenite::Error> + Unpin),
+    message: Outgoing,
+) -> Result<(), tungstenite::Error> {
+    let Outgoing {
+        mut frames,
+        abandoned,
+    } = message;
+    let mut written = 0usize;
+    while let Some(f) = frames.next() {
+        if abandoned.load(Ordering::Acquire) && frames.may_stop_before(&f) {
+            tracing::debug!(
+                written,
+                "call abandoned: the rest of its message is not sent"
+            );
+            break;
+        }
+        sink.feed(to_ws(f)).await?;
+        written += 1;
+    }
+    Ok(())
+}
+
 /// Reads until a complete wslink message arrives (used for the hello,
 /// before the task exists). Publishes and stray replies that come first are
 /// ignored.
@@ -324,7 +431,7 @@ pub(crate) async fn read_message(ws: &mut Socket, decoder: &mut Decoder) -> Resu
         match decoder.push(frame) {
             Ok(Some(m)) => return Ok(m),
             Ok(None) => {}
-            Err(e) => return Err(protocol(e)),
+            Err((ended, _code)) => return Err(ended),
         }
     }
 }
@@ -448,14 +555,7 @@ async fn read_loop(
         match decoder.push(frame) {
             Ok(Some(message)) => shared.dispatch(message),
             Ok(None) => {}
-            Err(e) => {
-                let code = if e.is_size_limit() {
-                    CloseCode::Size
-                } else {
-                    CloseCode::Protocol
-                };
-                return (protocol(e), Some(code));
-            }
+            Err((ended, code)) => return (ended, Some(code)),
         }
     }
 }
@@ -512,13 +612,13 @@ async fn write_loop(
             () = shared.close_requested.notified() => return Ok(()),
             cmd = commands.recv() => match cmd {
                 None => return Ok(()),
-                Some(Outgoing(frames)) => {
+                Some(message) => {
                     // Messages that queued up meanwhile go out with this
                     // one, flushed once: one write for many small calls.
                     let write = async {
-                        feed_frames(sink, frames).await?;
-                        while let Ok(Outgoing(more)) = commands.try_recv() {
-                            feed_frames(sink, more).await?;
+                        feed_message(sink, message).await?;
+                        while let Ok(more) = commands.try_recv() {
+                            feed_message(sink, more).await?;
                         }
                         sink.flush().await
                     };
@@ -530,5 +630,36 @@ async fn write_loop(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn a_1x_message_is_never_cut_between_a_header_and_its_bytes() {
+        let header = Frame::Text(Bytes::from_static(b"{}"));
+        let bytes = Frame::Binary(Bytes::from_static(b"\x01"));
+        let frames = Frames::V1(Vec::new().into_iter());
+        assert!(frames.may_stop_before(&header));
+        assert!(!frames.may_stop_before(&bytes));
+        let chunks =
+            Frames::V2(wslink_core::chunking::chunk(Bytes::from_static(b"abc"), 1, 13).unwrap());
+        assert!(chunks.may_stop_before(&bytes));
+    }
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert!(!json_deeper_than(r#"{"a":[1,[2]]}"#, 3));
+        assert!(json_deeper_than(r#"{"a":[1,[[2]]]}"#, 3));
+        // Brackets in strings, escaped quotes included, do not count.
+        assert!(!json_deeper_than(r#"{"a":"[[[\"[[[","b":[]}"#, 2));
+        assert!(!json_deeper_than(r#"["\\",[]]"#, 2));
+        assert!(json_deeper_than(r#"["\\",[[]]]"#, 2));
+        assert!(!json_deeper_than("", 0));
+        assert!(json_deeper_than("[", 0));
     }
 }

@@ -44,20 +44,25 @@
 //! - A message that cannot be decoded fails every pending call with
 //!   [`Error::Protocol`] and closes the connection (close code 1002, or 1009
 //!   for a size limit). Nothing the server sends makes the client panic.
-//! - Partial 2.x messages are bounded in number (64) and bytes (a little
-//!   over [`ClientBuilder::max_message_size`]); memory follows the bytes that
+//! - Partial 2.x messages are bounded in number
+//!   ([`ClientBuilder::max_pending_messages`], 64) and bytes
+//!   ([`ClientBuilder::max_pending_bytes`], a little over
+//!   [`ClientBuilder::max_message_size`]); memory follows the bytes that
 //!   arrived, never the size a chunk header declares. Overlapping, duplicate
 //!   and past-the-end chunks are protocol errors. 1.x attachment headers
-//!   waiting for their bytes are bounded too (1024 keys).
-//! - Nesting deeper than 128 arrays/maps is a protocol error (msgpack and
-//!   JSON alike), so no message can overflow the stack.
+//!   waiting for their bytes are bounded too
+//!   ([`ClientBuilder::max_pending_attachments`], 1024 keys).
+//! - Nesting deeper than 128 arrays/maps ([`ClientBuilder::max_depth`]; 127
+//!   in 1.x JSON) is a protocol error, so no message can overflow the stack.
 //! - Subscribers that do not read lose their oldest messages, never the
 //!   connection's memory: each [`Subscription`] buffers at most
 //!   [`ClientBuilder::subscription_buffer`] messages and
 //!   [`ClientBuilder::subscription_buffer_bytes`] bytes.
 //! - Outgoing messages are cut into frames as they are written, so a server
-//!   announcing a tiny `maxMsgSize` costs frames, not memory; and
-//!   [`Client::close`] returns even when the server has stopped reading.
+//!   announcing a tiny `maxMsgSize` costs frames, not memory; a call that
+//!   times out (or whose future is dropped) stops sending the frames of its
+//!   message not yet written; and [`Client::close`] returns even when the
+//!   server has stopped reading.
 //! - A server that never answers the hello fails [`ClientBuilder::connect`]
 //!   with [`Error::Timeout`] ([`ClientBuilder::connect_timeout`]); a server
 //!   that closes (or vanishes) fails every pending call with
@@ -69,7 +74,7 @@ mod connection;
 mod error;
 mod subscription;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,13 +105,42 @@ pub const DEFAULT_SUBSCRIPTION_BUFFER: usize = 256;
 pub const DEFAULT_SUBSCRIPTION_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// Default of [`ClientBuilder::max_message_size`]: 256 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+/// Default of [`ClientBuilder::max_pending_messages`]: 64 partial 2.x messages.
+pub const DEFAULT_MAX_PENDING_MESSAGES: usize = wslink_core::chunking::DEFAULT_MAX_PENDING_MESSAGES;
+/// Default of [`ClientBuilder::max_depth`]: 128 levels of arrays and maps.
+pub const DEFAULT_MAX_DEPTH: usize = wslink_core::msgpack::DEFAULT_MAX_DEPTH;
+/// Default of [`ClientBuilder::max_pending_attachments`]: 1024 keys.
+pub const DEFAULT_MAX_PENDING_ATTACHMENTS: usize = wslink_core::attachments::DEFAULT_MAX_ANNOUNCED;
+/// What partial 2.x messages may hold beyond [`ClientBuilder::max_message_size`]
+/// unless [`ClientBuilder::max_pending_bytes`] says otherwise: room for the
+/// reassembler's bookkeeping, so that a message of the largest size fits.
+const PENDING_BYTES_SLACK: usize = 1 << 20;
+/// serde_json refuses JSON nested deeper than this by itself.
+pub(crate) const MAX_JSON_DEPTH: usize = 127;
 /// Messages handed to the connection task and not yet written, at most.
 const COMMAND_QUEUE: usize = 64;
 
-/// Size limits on what the server sends.
+/// Limits on what the server sends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     max_message_size: usize,
+    max_pending_messages: usize,
+    /// `None`: [`Limits::max_message_size`] plus [`PENDING_BYTES_SLACK`].
+    max_pending_bytes: Option<usize>,
+    max_depth: usize,
+    max_pending_attachments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_pending_messages: DEFAULT_MAX_PENDING_MESSAGES,
+            max_pending_bytes: None,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_pending_attachments: DEFAULT_MAX_PENDING_ATTACHMENTS,
+        }
+    }
 }
 
 impl Limits {
@@ -114,12 +148,18 @@ impl Limits {
         v2::DecodeLimits {
             unchunk: UnchunkLimits {
                 max_message_size: self.max_message_size,
+                max_pending_messages: self.max_pending_messages,
                 // A message being reassembled holds a little more than its
                 // size (see `UnchunkLimits::max_pending_bytes`).
-                max_pending_bytes: self.max_message_size.saturating_add(1 << 20),
+                max_pending_bytes: self
+                    .max_pending_bytes
+                    .unwrap_or(self.max_message_size.saturating_add(PENDING_BYTES_SLACK)),
+                // The client reads its own server's replies: the decoder is
+                // marked authenticated before the first frame, so the
+                // pre-authentication size never applies.
                 ..UnchunkLimits::default()
             },
-            ..v2::DecodeLimits::default()
+            max_depth: self.max_depth,
         }
     }
 
@@ -129,7 +169,14 @@ impl Limits {
             ..v1::DecodeLimits::default()
         };
         limits.attachments.max_held_bytes = self.max_message_size;
+        limits.attachments.max_announced = self.max_pending_attachments;
         limits
+    }
+
+    /// The nesting depth 1.x texts are checked against before parsing, when
+    /// it is below what serde_json enforces by itself.
+    pub(crate) fn json_depth(&self) -> Option<usize> {
+        (self.max_depth < MAX_JSON_DEPTH).then_some(self.max_depth)
     }
 
     fn websocket(&self) -> WebSocketConfig {
@@ -242,6 +289,105 @@ impl ClientBuilder {
     /// held for one (default [`DEFAULT_MAX_MESSAGE_SIZE`]).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.limits.max_message_size = bytes;
+        self
+    }
+
+    /// How many 2.x messages may be partly received at once (default
+    /// [`DEFAULT_MAX_PENDING_MESSAGES`]).
+    ///
+    /// wslink servers send each message's chunks in order, one message at a
+    /// time per sending task, so a handful is normal; a server that starts
+    /// more messages than this without finishing them is a protocol error
+    /// (the connection closes with code 1002).
+    ///
+    /// ```no_run
+    /// use wslink_client::Client;
+    ///
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws")
+    ///     .max_pending_messages(8)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_pending_messages(mut self, messages: usize) -> Self {
+        self.limits.max_pending_messages = messages;
+        self
+    }
+
+    /// How many bytes the partly received 2.x messages may hold, all
+    /// together (default: [`max_message_size`](ClientBuilder::max_message_size)
+    /// plus 1 MiB).
+    ///
+    /// Memory follows the chunks that arrived, never the size a chunk
+    /// header declares. A message whose chunks come in order needs its size
+    /// less its last chunk, plus a little bookkeeping per run of bytes
+    /// ([`wslink_core::chunking::SEGMENT_OVERHEAD`]); so keep this at least
+    /// [`max_message_size`](ClientBuilder::max_message_size) to let the
+    /// largest messages through. Going over it is a protocol error (the
+    /// connection closes with code 1009).
+    ///
+    /// ```no_run
+    /// use wslink_client::Client;
+    ///
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws")
+    ///     .max_message_size(16 << 20)
+    ///     .max_pending_bytes(32 << 20) // two large messages at once
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_pending_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_pending_bytes = Some(bytes);
+        self
+    }
+
+    /// How deep arrays and maps may nest in a message from the server,
+    /// counting the message's own map as the first level (default
+    /// [`DEFAULT_MAX_DEPTH`]).
+    ///
+    /// Deeper is a protocol error (the connection closes with code 1002).
+    /// In 1.x the JSON parser stops at 127 levels by itself, so a value
+    /// above 127 means 127 there.
+    ///
+    /// ```no_run
+    /// use wslink_client::Client;
+    ///
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws")
+    ///     .max_depth(32)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_depth(mut self, levels: usize) -> Self {
+        self.limits.max_depth = levels;
+        self
+    }
+
+    /// wslink 1.x: how many attachment keys the server may announce (in
+    /// attachment headers) before sending their bytes (default
+    /// [`DEFAULT_MAX_PENDING_ATTACHMENTS`]).
+    ///
+    /// Each header announces one key and its binary frame follows, so a
+    /// few are normal. One more is a protocol error (the connection closes
+    /// with code 1002). The bytes that arrived and wait for their message
+    /// are bounded by [`max_message_size`](ClientBuilder::max_message_size).
+    ///
+    /// ```no_run
+    /// use wslink_client::{Client, Generation};
+    ///
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = Client::builder("ws://127.0.0.1:8080/ws")
+    ///     .generation(Generation::V1)
+    ///     .max_pending_attachments(64)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_pending_attachments(mut self, keys: usize) -> Self {
+        self.limits.max_pending_attachments = keys;
         self
     }
 
@@ -411,14 +557,17 @@ impl Drop for Inner {
 }
 
 /// Removes a call's entry from the pending table when the call is over,
-/// however it ended (reply, timeout, or the caller dropping the future).
+/// however it ended (reply, timeout, or the caller dropping the future),
+/// and tells the writer to drop what it has not sent of the call's message.
 struct PendingGuard<'a> {
     shared: &'a Shared,
     seq: u64,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Release);
         lock(&self.shared.state).pending.remove(&self.seq);
     }
 }
@@ -434,9 +583,7 @@ impl Client {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
             subscription_buffer_bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
-            limits: Limits {
-                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            },
+            limits: Limits::default(),
         }
     }
 
@@ -478,6 +625,23 @@ impl Client {
     ///
     /// A reply that arrives after the limit is ignored (and counted in
     /// [`ClientStats::unknown_replies`]).
+    ///
+    /// **Abandoned calls stop sending.** When the call times out, or its
+    /// future is dropped, the frames of its message that the connection has
+    /// not yet handed to the socket are dropped: a large upload stuck behind
+    /// a slow link does not keep the link busy for nobody (nor delay the
+    /// calls queued after it). A message none of whose frames went out is
+    /// never seen by the server. Otherwise the server is left with a partial
+    /// message (2.x), which sits there until its own limits clear it: this
+    /// project's server counts it against its partial-message bounds (64
+    /// messages and 128 MiB per connection by default) and closes the
+    /// connection beyond them; Kitware's Python server keeps it, allocated at
+    /// its full declared size, for as long as the connection lasts. In 1.x the message is only ever cut before an
+    /// attachment header or before the JSON text, never between a header and
+    /// its bytes, so the server may be left with unclaimed attachments but
+    /// never with a key paired to the wrong bytes. wslink has no cancel
+    /// message: a call whose message was wholly sent still runs on the
+    /// server.
     pub async fn call_with_timeout(
         &self,
         method: &str,
@@ -510,12 +674,15 @@ impl Client {
             }
             st.pending.insert(seq, tx);
         }
+        let abandoned = Arc::new(AtomicBool::new(false));
         let _guard = PendingGuard {
             shared: &inner.shared,
             seq,
+            abandoned: abandoned.clone(),
         };
+        let outgoing = Outgoing { frames, abandoned };
         let exchange = async {
-            if inner.commands.send(Outgoing(frames)).await.is_err() {
+            if inner.commands.send(outgoing).await.is_err() {
                 return Err(ReplyError::Ended(self.ended()));
             }
             rx.await

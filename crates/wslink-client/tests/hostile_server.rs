@@ -343,6 +343,113 @@ async fn a_hundred_thousand_partial_messages_stop_at_the_limit() {
     assert!(print.peak < 8 * MIB, "{print:?}");
 }
 
+/// The limit on partial messages is the builder's: four held is fine, a
+/// fifth is a protocol error.
+#[tokio::test]
+async fn max_pending_messages_is_settable() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (url, server) = serve(Generation::V2, move |mut c| async move {
+        c.hello(None).await;
+        let r = c.request().await;
+        for id in 0..4u32 {
+            c.raw(chunk_frame(id, 0, 2, b"x")).await;
+        }
+        c.reply(&r.id, Value::from("four held")).await;
+        let _ = c.request().await;
+        c.raw(chunk_frame(4, 0, 2, b"x")).await;
+        let _ = tx.send(c.close_frame().await);
+    })
+    .await;
+    let c = builder(&url, Generation::V2)
+        .max_pending_messages(4)
+        .connect()
+        .await
+        .unwrap();
+    let v = within(c.call("x", vec![], vec![])).await.unwrap();
+    assert_eq!(v.as_str(), Some("four held"));
+    let err = within(c.call("y", vec![], vec![])).await.unwrap_err();
+    assert_protocol(&err, "over the limit of 4 partial messages");
+    assert_closed_with(within(rx).await.unwrap(), CloseCode::Protocol);
+    within(server).await.unwrap();
+}
+
+/// The bytes partial messages may hold are the builder's too, apart from
+/// the message size limit.
+#[tokio::test]
+async fn max_pending_bytes_is_settable() {
+    const CHUNK: usize = 16 * 1024;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (url, server) = serve(Generation::V2, move |mut c| async move {
+        c.hello(None).await;
+        let r = c.request().await;
+        let content = vec![0x90u8; CHUNK];
+        c.raw(chunk_frame(7, 0, MIB as u32, &content)).await;
+        c.reply(&r.id, Value::from("16 KiB held")).await;
+        let _ = c.request().await;
+        for i in 1..16 {
+            c.raw(chunk_frame(7, (i * CHUNK) as u32, MIB as u32, &content))
+                .await;
+        }
+        let _ = tx.send(c.close_frame().await);
+    })
+    .await;
+    let c = builder(&url, Generation::V2)
+        .max_pending_bytes(64 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let v = within(c.call("x", vec![], vec![])).await.unwrap();
+    assert_eq!(v.as_str(), Some("16 KiB held"));
+    let err = within(c.call("y", vec![], vec![])).await.unwrap_err();
+    assert_protocol(&err, "over the limit of 65536");
+    assert_closed_with(within(rx).await.unwrap(), CloseCode::Size);
+    within(server).await.unwrap();
+}
+
+/// `levels` arrays nested in one another, the innermost empty.
+fn nested_value(levels: usize) -> Value {
+    let mut v = Value::Array(Vec::new());
+    for _ in 1..levels {
+        v = Value::from(vec![v]);
+    }
+    v
+}
+
+/// The nesting limit is the builder's, in both generations, and counts the
+/// message's own map: with 10 levels, a result of 9 nested arrays passes
+/// and one of 10 does not.
+#[tokio::test]
+async fn max_depth_is_settable() {
+    for generation in [Generation::V2, Generation::V1] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (url, server) = serve(generation, move |mut c| async move {
+            match generation {
+                Generation::V2 => {
+                    c.hello(None).await;
+                }
+                Generation::V1 => v1_hello(&mut c).await,
+            }
+            let r = c.request().await;
+            c.reply(&r.id, nested_value(9)).await;
+            let r = c.request().await;
+            c.reply(&r.id, nested_value(10)).await;
+            let _ = tx.send(c.close_frame().await);
+        })
+        .await;
+        let c = builder(&url, generation)
+            .max_depth(10)
+            .connect()
+            .await
+            .unwrap();
+        let v = within(c.call("x", vec![], vec![])).await.unwrap();
+        assert_eq!(v, nested_value(9), "{generation:?}");
+        let err = within(c.call("y", vec![], vec![])).await.unwrap_err();
+        assert_protocol(&err, "nesting deeper than 10 levels");
+        assert_closed_with(within(rx).await.unwrap(), CloseCode::Protocol);
+        within(server).await.unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Messages that do not parse
 
@@ -719,6 +826,36 @@ async fn v1_a_flood_of_headers_without_binaries_stops_at_the_limit() {
     assert_closed_with(close, CloseCode::Protocol);
 }
 
+/// The number of keys announced ahead of their bytes is the builder's:
+/// four waiting is fine, a fifth is a protocol error.
+#[tokio::test]
+async fn v1_max_pending_attachments_is_settable() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (url, server) = serve(Generation::V1, move |mut c| async move {
+        v1_hello(&mut c).await;
+        let r = c.request().await;
+        for i in 0..4 {
+            c.raw(header(&format!("wslink_bin{i}"))).await;
+        }
+        c.reply(&r.id, Value::from("four announced")).await;
+        let _ = c.request().await;
+        c.raw(header("wslink_bin4")).await;
+        let _ = tx.send(c.close_frame().await);
+    })
+    .await;
+    let c = builder(&url, Generation::V1)
+        .max_pending_attachments(4)
+        .connect()
+        .await
+        .unwrap();
+    let v = within(c.call("x", vec![], vec![])).await.unwrap();
+    assert_eq!(v.as_str(), Some("four announced"));
+    let err = within(c.call("y", vec![], vec![])).await.unwrap_err();
+    assert_protocol(&err, "more than 4 attachment keys");
+    assert_closed_with(within(rx).await.unwrap(), CloseCode::Protocol);
+    within(server).await.unwrap();
+}
+
 /// A key is a counter: one the size of a text frame is refused, else 1024
 /// of them would be held (up to 1024 times the text frame limit).
 #[tokio::test]
@@ -939,4 +1076,66 @@ async fn a_tiny_max_msg_size_does_not_multiply_upload_memory() {
     assert!(print.peak < MIB, "{print:?}");
     c.close().await;
     within(server).await.unwrap();
+}
+
+/// A call abandoned in the middle of a chunked upload, because it timed out
+/// or because its caller dropped the future, stops sending: the frames not
+/// yet handed to the socket are dropped, and the next call goes out right
+/// behind the ones that were.
+#[tokio::test]
+async fn an_abandoned_upload_stops_sending_its_frames() {
+    const UPLOAD: usize = 64 * MIB;
+    for drop_the_future in [false, true] {
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (url, server) = serve(Generation::V2, |mut c| async move {
+            c.hello(Some(64 * 1024)).await;
+            // Not reading yet: the socket's buffers fill and the writer
+            // blocks in the middle of the upload.
+            let _ = wait.await;
+            let mut upload_bytes = 0usize;
+            let next = loop {
+                let Some(Ok(Ws::Binary(b))) = c.ws.next().await else {
+                    panic!("the connection ended before the next call");
+                };
+                let (h, content) = ChunkHeader::parse(&b).unwrap();
+                if h.total as usize > UPLOAD {
+                    upload_bytes += content.len();
+                    continue;
+                }
+                // Any other message is the next call, small enough for one frame.
+                assert_eq!(content.len(), h.total as usize);
+                let content = b.slice(b.len() - content.len()..);
+                match v2::decode_message(&content, 128).unwrap() {
+                    Message::Request(r) => break r,
+                    other => panic!("expected a request, got {other:?}"),
+                }
+            };
+            assert_eq!(next.method, "after");
+            c.reply(&next.id, Value::from(upload_bytes as u64)).await;
+            c.close_frame().await;
+        })
+        .await;
+        let c = builder(&url, Generation::V2).connect().await.unwrap();
+        let upload = Value::from(Bytes::from(vec![0u8; UPLOAD]));
+        let quick = Duration::from_millis(500);
+        if drop_the_future {
+            let call = c.call("upload", vec![upload], vec![]);
+            assert!(tokio::time::timeout(quick, call).await.is_err());
+        } else {
+            let call = c.call_with_timeout("upload", vec![upload], vec![], quick);
+            let err = within(call).await.unwrap_err();
+            assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        }
+        go.send(()).unwrap();
+        let sent = within(c.call("after", vec![], vec![])).await.unwrap();
+        let sent = sent.as_u64().unwrap() as usize;
+        // What the socket's buffers held when the call was abandoned, not
+        // the whole upload.
+        assert!(
+            sent < UPLOAD / 2,
+            "dropped future: {drop_the_future}: {sent} bytes of the upload sent"
+        );
+        c.close().await;
+        within(server).await.unwrap();
+    }
 }

@@ -35,6 +35,14 @@ export class FakeSocket implements SocketLike {
   private type = 'blob';
   /** Everything the client sent, in order. */
   readonly sent: (string | Uint8Array)[] = [];
+  /** The client's close() calls that the socket accepted, as given. */
+  readonly closeCalls: { code: number | undefined; reason: string | undefined }[] = [];
+  /**
+   * Refuse what the WHATWG WebSocket refuses in close(): a code other than
+   * 1000 or 3000-4999 (InvalidAccessError), a reason over 123 bytes
+   * (SyntaxError). Off: accept any code, as the `ws` package does.
+   */
+  strictClose = false;
   private readonly listeners = new Map<string, Set<Listener>>();
   connection: FakeConnection | null = null;
 
@@ -77,10 +85,17 @@ export class FakeSocket implements SocketLike {
     this.connection?.fromClient(frame);
   }
 
-  close(code = 1000, reason = ''): void {
+  close(code?: number, reason?: string): void {
+    if (this.strictClose && code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) {
+      throw new Error(`InvalidAccessError: close code ${code} is neither 1000 nor in 3000-4999`);
+    }
+    if (this.strictClose && reason !== undefined && new TextEncoder().encode(reason).byteLength > 123) {
+      throw new Error('SyntaxError: close reason longer than 123 bytes');
+    }
+    this.closeCalls.push({ code, reason });
     if (this.readyState >= 2) return;
     this.readyState = 2;
-    setTimeout(() => this.finishClose(code === 1000 ? 1000 : code, reason, true), 0);
+    setTimeout(() => this.finishClose(code ?? 1000, reason ?? '', true), 0);
   }
 
   /** Server side: deliver a frame to the client. */
@@ -239,6 +254,8 @@ export class FakeServer {
   refuseWithoutClose = false;
   /** When false, sockets stay in CONNECTING forever. */
   answerOpen = true;
+  /** New sockets refuse close codes as browsers do (see {@link FakeSocket.strictClose}). */
+  strictClose = false;
   readonly connections: FakeConnection[] = [];
   readonly sockets: FakeSocket[] = [];
   private count = 0;
@@ -275,6 +292,7 @@ export class FakeServer {
 
   private accept(socket: FakeSocket): void {
     this.sockets.push(socket);
+    socket.strictClose = this.strictClose;
     if (this.refuse) {
       setTimeout(() => {
         socket.dispatch('error', { message: 'connect ECONNREFUSED' });
