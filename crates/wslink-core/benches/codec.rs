@@ -2,6 +2,8 @@
 //! 1 MiB of binary, and a small call, in both wire generations; un-chunking
 //! a 64 MiB message. `copy_*` measure one copy of the same bytes into a
 //! fresh buffer, the yardstick for "costs no more than two copies".
+//! `v2_encode_segmented_*` are the zero-copy encodes the server uses
+//! (`v2::encode_segmented`: the binary is sliced, not copied).
 //!
 //! ```text
 //! cargo bench -p wslink-core --bench codec
@@ -96,6 +98,13 @@ fn one_mib(c: &mut Criterion) {
     g.bench_function("v2_encode_1MiB_binary", |b| {
         b.iter(|| v2::encode_frames(black_box(&message), DEFAULT_MAX_MSG_SIZE).unwrap())
     });
+    g.bench_function("v2_encode_segmented_1MiB_binary", |b| {
+        b.iter(|| {
+            v2::encode_segmented(black_box(&message), DEFAULT_MAX_MSG_SIZE)
+                .unwrap()
+                .collect::<Vec<_>>()
+        })
+    });
     g.bench_function("v2_decode_1MiB_binary", |b| {
         b.iter(|| decode_v2(black_box(&v2_frames)).unwrap())
     });
@@ -120,6 +129,13 @@ fn small(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("v2_encode_small_call", |b| {
         b.iter(|| v2::encode_frames(black_box(&message), DEFAULT_MAX_MSG_SIZE).unwrap())
+    });
+    g.bench_function("v2_encode_segmented_small_call", |b| {
+        b.iter(|| {
+            v2::encode_segmented(black_box(&message), DEFAULT_MAX_MSG_SIZE)
+                .unwrap()
+                .collect::<Vec<_>>()
+        })
     });
     g.bench_function("v2_decode_small_call", |b| {
         b.iter(|| decode_v2(black_box(&v2_frames)).unwrap())
@@ -174,6 +190,13 @@ fn unchunk_64mib(c: &mut Criterion) {
     });
     g.bench_function("v2_encode_64MiB_chunked", |b| {
         b.iter(|| v2::encode_frames(black_box(&message), DEFAULT_MAX_MSG_SIZE).unwrap())
+    });
+    g.bench_function("v2_encode_segmented_64MiB_chunked", |b| {
+        b.iter(|| {
+            v2::encode_segmented(black_box(&message), DEFAULT_MAX_MSG_SIZE)
+                .unwrap()
+                .collect::<Vec<_>>()
+        })
     });
     g.finish();
 }

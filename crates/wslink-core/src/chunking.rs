@@ -33,7 +33,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::iter::FusedIterator;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::msgpack::{self, Piece, Segmented};
 
 /// Length of the header at the start of every 2.x frame.
 pub const HEADER_LEN: usize = 12;
@@ -513,6 +515,365 @@ impl Iterator for Chunks {
 
 impl ExactSizeIterator for Chunks {}
 impl FusedIterator for Chunks {}
+
+/// Slices of shared payloads shorter than this are copied into their
+/// frame's own buffer by [`chunk_segmented`]: a frame is never a long list
+/// of tiny slices.
+pub const MIN_SHARED_PART: usize = 4096;
+
+/// Cuts a message encoded by [`msgpack::encode_segmented`] into frames,
+/// exactly the frames [`chunk`] makes of the same bytes, each held as a few
+/// slices ([`SegmentedFrame`]) so that shared payloads are never copied.
+///
+/// Copy counts: a shared payload is sliced (a reference count per frame),
+/// never copied, except slices under [`MIN_SHARED_PART`] where a chunk
+/// boundary cuts one. The copied bytes are not copied again when the
+/// message fits one frame and was encoded with [`HEADER_LEN`] bytes of
+/// reserve (the header is written there, as [`chunk_reserved`] does);
+/// otherwise each frame gets one allocation holding its header and its
+/// share of them. Frames keep the shared payloads alive until they are
+/// dropped.
+///
+/// Fails on an empty message and on one longer than `u32::MAX` bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use wslink_core::chunking::{chunk, chunk_segmented, HEADER_LEN};
+/// use wslink_core::{msgpack, Value};
+///
+/// let payload = Bytes::from(vec![5u8; 300_000]);
+/// let value = Value::map([("blob", Value::Bin(payload.clone()))]);
+/// let message = msgpack::encode_segmented_with(&value, HEADER_LEN, 64 * 1024).unwrap();
+/// let frames: Vec<_> = chunk_segmented(message, 9, 128 * 1024).unwrap().collect();
+/// // The same frames as the copying path...
+/// let copied: Vec<Bytes> = chunk(msgpack::encode(&value).unwrap(), 9, 128 * 1024).unwrap().collect();
+/// assert_eq!(frames.len(), copied.len());
+/// for (frame, expected) in frames.iter().zip(&copied) {
+///     assert_eq!(frame.clone().into_bytes(), expected);
+/// }
+/// // ...with the payload sliced, not copied: the second frame's content is
+/// // all payload, right where the first frame's ends.
+/// let second = frames[1].parts();
+/// assert_eq!(second.len(), 2); // its header, then the slice
+/// assert!(payload.as_ptr_range().contains(&second[1].as_ptr()));
+/// ```
+pub fn chunk_segmented(
+    message: Segmented,
+    id: u32,
+    max_frame_size: usize,
+) -> Result<SegmentedChunks, ChunkError> {
+    let total = message.len();
+    check_len(total)?;
+    let step = content_per_frame(max_frame_size, total);
+    let reserve = message.reserve();
+    let (mut buf, shared) = message.into_parts();
+    if total <= step
+        && reserve >= HEADER_LEN
+        && shared.iter().all(|(_, b)| b.len() >= MIN_SHARED_PART)
+    {
+        // One frame: its header goes in the reserve, and the frame is the
+        // buffer with the shared payloads in between.
+        let start = reserve - HEADER_LEN;
+        let header = ChunkHeader {
+            id,
+            offset: 0,
+            total: total as u32,
+        };
+        buf[start..reserve].copy_from_slice(&header.encode());
+        let mut buf = buf.freeze();
+        let frame = if shared.is_empty() {
+            // Not `slice`: cloning a frozen buffer allocates its shared
+            // header, which a small reply would pay for nothing.
+            buf.advance(start);
+            SegmentedFrame::from(buf)
+        } else {
+            let parts: Vec<Bytes> = msgpack::pieces(start, buf.len(), &shared)
+                .map(|piece| match piece {
+                    Piece::Copied(range) => buf.slice(range),
+                    Piece::Shared(bytes) => bytes.clone(),
+                })
+                .collect();
+            SegmentedFrame::from_parts(parts, HEADER_LEN + total)
+        };
+        return Ok(SegmentedChunks {
+            inner: SegmentedInner::Ready(Some(frame)),
+        });
+    }
+    Ok(SegmentedChunks {
+        inner: SegmentedInner::Split(Box::new(Cutter {
+            buf: buf.freeze(),
+            shared,
+            id,
+            total,
+            step,
+            next: 0,
+            pos: reserve,
+            index: 0,
+            within: 0,
+        })),
+    })
+}
+
+/// One 2.x frame held as slices, from [`chunk_segmented`]: its bytes are
+/// the slices' concatenation, starting with the 12-byte chunk header. Made
+/// for vectored writes; [`SegmentedFrame::into_bytes`] gives one buffer
+/// for anything else.
+#[derive(Clone)]
+pub struct SegmentedFrame {
+    parts: Parts,
+    len: usize,
+}
+
+#[derive(Clone)]
+enum Parts {
+    /// No allocation for the list when the frame is one buffer (every
+    /// message without large binary).
+    One(Bytes),
+    Many(Box<[Bytes]>),
+}
+
+impl SegmentedFrame {
+    fn from_parts(parts: Vec<Bytes>, len: usize) -> Self {
+        debug_assert_eq!(parts.iter().map(Bytes::len).sum::<usize>(), len);
+        match <[Bytes; 1]>::try_from(parts) {
+            Ok([one]) => SegmentedFrame::from(one),
+            Err(parts) => SegmentedFrame {
+                parts: Parts::Many(parts.into_boxed_slice()),
+                len,
+            },
+        }
+    }
+
+    /// The frame's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` for an empty frame (never made by [`chunk_segmented`]).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slices, in order; none is empty.
+    pub fn parts(&self) -> &[Bytes] {
+        match &self.parts {
+            Parts::One(bytes) => std::slice::from_ref(bytes),
+            Parts::Many(parts) => parts,
+        }
+    }
+
+    /// The frame as one buffer: no copy when it is one slice, a copy of the
+    /// slices otherwise.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use wslink_core::chunking::SegmentedFrame;
+    /// let frame = SegmentedFrame::from(Bytes::from_static(b"frame"));
+    /// assert_eq!(frame.parts().len(), 1);
+    /// assert_eq!(frame.into_bytes(), Bytes::from_static(b"frame"));
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        match self.parts {
+            Parts::One(bytes) => bytes,
+            Parts::Many(parts) => {
+                let mut out = BytesMut::with_capacity(self.len);
+                for part in parts.iter() {
+                    out.put_slice(part);
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for SegmentedFrame {
+    /// A frame that is one buffer.
+    fn from(bytes: Bytes) -> Self {
+        SegmentedFrame {
+            len: bytes.len(),
+            parts: Parts::One(bytes),
+        }
+    }
+}
+
+impl fmt::Debug for SegmentedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentedFrame")
+            .field("len", &self.len)
+            .field(
+                "parts",
+                &self.parts().iter().map(Bytes::len).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The frames of one message, from [`chunk_segmented`], in offset order.
+#[derive(Debug, Clone)]
+pub struct SegmentedChunks {
+    inner: SegmentedInner,
+}
+
+#[derive(Debug, Clone)]
+enum SegmentedInner {
+    /// A frame built in place; yielded once.
+    Ready(Option<SegmentedFrame>),
+    /// Frames still to be cut.
+    Split(Box<Cutter>),
+}
+
+/// Cuts frames off a segmented message, front to back.
+#[derive(Clone)]
+struct Cutter {
+    /// Reserve, then the copied bytes.
+    buf: Bytes,
+    /// Shared payloads, each going right before `buf[at..]`.
+    shared: Vec<(usize, Bytes)>,
+    id: u32,
+    total: usize,
+    step: usize,
+    /// Message offset of the next frame's content.
+    next: usize,
+    /// Where the next content is: `buf[pos..]`, unless `shared[index]`
+    /// goes at `pos`, in which case it is that payload from `within`.
+    pos: usize,
+    index: usize,
+    within: usize,
+}
+
+/// A stretch of one frame's content.
+enum Span {
+    Copied(std::ops::Range<usize>),
+    Shared(Bytes),
+}
+
+impl Cutter {
+    /// The next `want` bytes of the message, advancing the cursor.
+    fn take(&mut self, mut want: usize, spans: &mut Vec<Span>) {
+        while want > 0 {
+            match self.shared.get(self.index) {
+                Some((at, bytes)) if *at == self.pos => {
+                    let n = want.min(bytes.len() - self.within);
+                    if n > 0 {
+                        spans.push(Span::Shared(bytes.slice(self.within..self.within + n)));
+                    }
+                    self.within += n;
+                    want -= n;
+                    if self.within == bytes.len() {
+                        self.index += 1;
+                        self.within = 0;
+                    }
+                }
+                next => {
+                    let end = next.map_or(self.buf.len(), |(at, _)| *at);
+                    let n = want.min(end - self.pos);
+                    if n == 0 {
+                        debug_assert!(false, "segmented message shorter than its length");
+                        return;
+                    }
+                    spans.push(Span::Copied(self.pos..self.pos + n));
+                    self.pos += n;
+                    want -= n;
+                }
+            }
+        }
+    }
+
+    fn next_frame(&mut self) -> Option<SegmentedFrame> {
+        if self.next >= self.total {
+            return None;
+        }
+        let end = self.total.min(self.next + self.step);
+        let header = ChunkHeader {
+            id: self.id,
+            // Both fit: the length was checked against u32::MAX.
+            offset: self.next as u32,
+            total: self.total as u32,
+        };
+        let mut spans = Vec::new();
+        self.take(end - self.next, &mut spans);
+        let is_copied = |span: &Span| match span {
+            Span::Copied(_) => true,
+            Span::Shared(bytes) => bytes.len() < MIN_SHARED_PART,
+        };
+        let copied: usize = spans
+            .iter()
+            .filter(|s| is_copied(s))
+            .map(|s| match s {
+                Span::Copied(range) => range.len(),
+                Span::Shared(bytes) => bytes.len(),
+            })
+            .sum();
+        // The header and the copied stretches in one allocation; runs of
+        // it between shared slices become parts.
+        let mut own = BytesMut::with_capacity(HEADER_LEN + copied);
+        own.put_slice(&header.encode());
+        let mut layout: Vec<Span> = Vec::new();
+        let mut run = 0;
+        for span in spans {
+            match span {
+                Span::Copied(range) => own.put_slice(&self.buf[range]),
+                Span::Shared(bytes) if bytes.len() < MIN_SHARED_PART => own.put_slice(&bytes),
+                Span::Shared(bytes) => {
+                    if own.len() > run {
+                        layout.push(Span::Copied(run..own.len()));
+                    }
+                    run = own.len();
+                    layout.push(Span::Shared(bytes));
+                }
+            }
+        }
+        if own.len() > run {
+            layout.push(Span::Copied(run..own.len()));
+        }
+        // Now `Copied` ranges are of `own`, not of the message's buffer.
+        let own = own.freeze();
+        let parts = layout
+            .into_iter()
+            .map(|part| match part {
+                Span::Copied(range) => own.slice(range),
+                Span::Shared(bytes) => bytes,
+            })
+            .collect();
+        let len = HEADER_LEN + end - self.next;
+        self.next = end;
+        Some(SegmentedFrame::from_parts(parts, len))
+    }
+}
+
+impl fmt::Debug for Cutter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cutter")
+            .field("id", &self.id)
+            .field("total", &self.total)
+            .field("next", &self.next)
+            .field("step", &self.step)
+            .field("shared", &self.shared.len())
+            .finish()
+    }
+}
+
+impl Iterator for SegmentedChunks {
+    type Item = SegmentedFrame;
+
+    fn next(&mut self) -> Option<SegmentedFrame> {
+        match &mut self.inner {
+            SegmentedInner::Ready(frame) => frame.take(),
+            SegmentedInner::Split(cutter) => cutter.next_frame(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match &self.inner {
+            SegmentedInner::Ready(frame) => usize::from(frame.is_some()),
+            SegmentedInner::Split(cutter) => (cutter.total - cutter.next).div_ceil(cutter.step),
+        };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for SegmentedChunks {}
+impl FusedIterator for SegmentedChunks {}
 
 /// Limits an [`Unchunker`] enforces; see the `DEFAULT_*` constants for the
 /// defaults and why.

@@ -30,9 +30,13 @@ pub mod ids;
 pub mod msgpack;
 pub mod params;
 pub mod protocol;
+pub mod shared_bytes;
 pub mod value;
 
-pub use chunking::{ChunkError, ChunkHeader, Chunks, UnchunkLimits, Unchunker};
+pub use chunking::{
+    ChunkError, ChunkHeader, Chunks, SegmentedChunks, SegmentedFrame, UnchunkLimits, Unchunker,
+};
 pub use codec::{CodecError, Frame, Generation};
 pub use envelope::{Message, Request, RpcError};
+pub use shared_bytes::SharedBytes;
 pub use value::{from_value, to_value, Integer, Map, Value, ValueError};

@@ -10,6 +10,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
+use crate::shared_bytes::{self, SHARE_THRESHOLD};
 use crate::value::Value;
 
 /// Nesting deeper than this is refused by default (arrays and maps count).
@@ -109,6 +110,233 @@ pub fn encode_with_reserve<T: Serialize + ?Sized>(
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, EncodeError> {
     Ok(encode_with_reserve(value, 0, 64)?.freeze())
+}
+
+/// Serializes `value` as msgpack, sharing the large binary payloads that
+/// opt in ([`Value::Bin`], [`SharedBytes`](crate::SharedBytes), see
+/// [`shared_bytes`]) instead of copying them.
+///
+/// The result is the same message [`encode`] makes, byte for byte, held as
+/// segments: what was copied, with each shared payload in its place.
+///
+/// ```
+/// use bytes::Bytes;
+/// use wslink_core::{msgpack, Value};
+/// let image = Bytes::from(vec![9u8; 1 << 20]);
+/// let value = Value::map([("seq", Value::from(3)), ("image", Value::Bin(image.clone()))]);
+/// let message = msgpack::encode_segmented(&value).unwrap();
+/// assert_eq!(message.len(), msgpack::encode(&value).unwrap().len());
+/// // The megabyte is the caller's buffer, not a copy of it.
+/// assert_eq!(message.shared().next().unwrap().as_ptr(), image.as_ptr());
+/// assert_eq!(message.to_bytes(), msgpack::encode(&value).unwrap());
+/// ```
+pub fn encode_segmented<T: Serialize + ?Sized>(value: &T) -> Result<Segmented, EncodeError> {
+    encode_segmented_with(value, 0, SHARE_THRESHOLD)
+}
+
+/// [`encode_segmented`] with `reserve` zeroed bytes in front of the copied
+/// part (room for a chunk header, see
+/// [`chunk_segmented`](crate::chunking::chunk_segmented)) and payloads
+/// shared from `threshold` bytes (at least 1) rather than from
+/// [`SHARE_THRESHOLD`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use wslink_core::{msgpack, Value};
+/// let value = Value::from(vec![Value::Bin(Bytes::from_static(b"tiny")); 3]);
+/// let message = msgpack::encode_segmented_with(&value, 0, 4).unwrap();
+/// assert_eq!(message.shared().count(), 3);
+/// assert_eq!(message.to_bytes(), msgpack::encode(&value).unwrap());
+/// ```
+pub fn encode_segmented_with<T: Serialize + ?Sized>(
+    value: &T,
+    reserve: usize,
+    threshold: usize,
+) -> Result<Segmented, EncodeError> {
+    let threshold = threshold.max(1);
+    let mut writer = SegmentWriter {
+        buf: BytesMut::with_capacity(reserve + 256),
+        shared: Vec::new(),
+        threshold,
+    };
+    writer.buf.put_bytes(0, reserve);
+    {
+        // Ends the capture when serialization ends, however it ends.
+        let _capture = shared_bytes::Capturing::start(threshold);
+        let mut ser = rmp_serde::Serializer::new(&mut writer).with_struct_map();
+        value.serialize(&mut ser)?;
+    }
+    Ok(Segmented {
+        buf: writer.buf,
+        reserve,
+        shared: writer.shared,
+    })
+}
+
+/// Copies what it is given, except slices that are exactly a payload
+/// offered to the running encode: those become segments.
+struct SegmentWriter {
+    buf: BytesMut,
+    shared: Vec<(usize, Bytes)>,
+    threshold: usize,
+}
+
+impl SegmentWriter {
+    /// Keeps `data` as a segment if it is an offered payload.
+    #[cold]
+    #[inline(never)]
+    fn share(&mut self, data: &[u8]) -> bool {
+        match shared_bytes::find(data) {
+            Some(payload) => {
+                self.shared.push((self.buf.len(), payload));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::io::Write for SegmentWriter {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    // Inlined into rmp's writers, as `BytesMut`'s own writer is: most
+    // writes are a marker byte or a short string.
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if data.len() < self.threshold || !self.share(data) {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A msgpack message held as segments, from [`encode_segmented`]: the
+/// copied bytes in one buffer, and shared payloads each at its place in
+/// between. Concatenated, the segments are what [`encode`] makes.
+pub struct Segmented {
+    /// `reserve` leading bytes, then the copied bytes.
+    buf: BytesMut,
+    reserve: usize,
+    /// Shared payloads, each going right before `buf[at..]`; `at` never
+    /// decreases.
+    shared: Vec<(usize, Bytes)>,
+}
+
+/// One segment of a [`Segmented`] message, as [`Segmented::pieces`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    /// Copied bytes: this range of the buffer (reserve included).
+    Copied(std::ops::Range<usize>),
+    /// A shared payload.
+    Shared(&'a Bytes),
+}
+
+impl Segmented {
+    /// The message's length in bytes (not counting the reserve).
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.reserve + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// `true` for an empty message (encoders never make one).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared payloads, in message order.
+    pub fn shared(&self) -> impl Iterator<Item = &Bytes> {
+        self.shared.iter().map(|(_, b)| b)
+    }
+
+    /// How many bytes were copied into the message's own buffer.
+    pub fn copied_len(&self) -> usize {
+        self.buf.len() - self.reserve
+    }
+
+    /// The segments in message order, empty ones left out.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use wslink_core::{msgpack, Value};
+    /// let value = Value::from(vec![Value::Bin(Bytes::from(vec![1u8; 100_000])), Value::from(7)]);
+    /// let message = msgpack::encode_segmented(&value).unwrap();
+    /// let lens: Vec<usize> = message.segments().map(<[u8]>::len).collect();
+    /// assert_eq!(lens, [1 + 5, 100_000, 1]); // array and bin32 headers, payload, 7
+    /// ```
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.pieces().map(|piece| match piece {
+            Piece::Copied(range) => &self.buf[range],
+            Piece::Shared(bytes) => &bytes[..],
+        })
+    }
+
+    /// The whole message in one buffer (a copy).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        for segment in self.segments() {
+            out.extend_from_slice(segment);
+        }
+        out.freeze()
+    }
+
+    pub(crate) fn reserve(&self) -> usize {
+        self.reserve
+    }
+
+    /// The buffer (reserve included) and the shared payloads with their
+    /// places in it.
+    pub(crate) fn into_parts(self) -> (BytesMut, Vec<(usize, Bytes)>) {
+        (self.buf, self.shared)
+    }
+
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        pieces(self.reserve, self.buf.len(), &self.shared)
+    }
+}
+
+/// The pieces of a message whose copied bytes are `start..end` of a buffer
+/// and whose shared payloads go where `shared` says; empty ones left out.
+pub(crate) fn pieces(
+    start: usize,
+    end: usize,
+    shared: &[(usize, Bytes)],
+) -> impl Iterator<Item = Piece<'_>> {
+    let mut at = start;
+    shared
+        .iter()
+        .flat_map(move |(place, bytes)| {
+            let copied = Piece::Copied(at..*place);
+            at = *place;
+            [copied, Piece::Shared(bytes)]
+        })
+        .chain(std::iter::once_with(move || {
+            Piece::Copied(shared.last().map_or(start, |(place, _)| *place)..end)
+        }))
+        .filter(|piece| match piece {
+            Piece::Copied(range) => !range.is_empty(),
+            Piece::Shared(bytes) => !bytes.is_empty(),
+        })
+}
+
+impl std::fmt::Debug for Segmented {
+    // The bytes themselves would drown the shape.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmented")
+            .field("len", &self.len())
+            .field("copied", &self.copied_len())
+            .field(
+                "shared",
+                &self.shared.iter().map(|(_, b)| b.len()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 struct Reader<'a> {
@@ -320,6 +548,35 @@ mod tests {
                 limit: DEFAULT_MAX_DEPTH
             })
         );
+    }
+
+    /// Offers a payload, then fails or panics half-way.
+    struct Broken {
+        panic: bool,
+    }
+
+    impl Serialize for Broken {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error as _, SerializeSeq as _};
+            let mut seq = s.serialize_seq(Some(2))?;
+            seq.serialize_element(&Value::Bin(Bytes::from(vec![1u8; 100])))?;
+            assert!(shared_bytes::is_capturing());
+            if self.panic {
+                panic!("a user's Serialize panicked");
+            }
+            Err(S::Error::custom("and failed"))
+        }
+    }
+
+    #[test]
+    fn a_failed_or_panicking_encode_ends_its_capture() {
+        assert!(encode_segmented_with(&Broken { panic: false }, 0, 1).is_err());
+        assert!(!shared_bytes::is_capturing());
+        let panicked = std::panic::catch_unwind(|| {
+            let _ = encode_segmented_with(&Broken { panic: true }, 0, 1);
+        });
+        assert!(panicked.is_err());
+        assert!(!shared_bytes::is_capturing());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use wslink_core::params::RawArgs;
-use wslink_core::{Integer, Value};
+use wslink_core::{Integer, SharedBytes, Value};
 
 use crate::{CallContext, HandlerError, Methods, ServerBuilder};
 
@@ -72,10 +72,11 @@ struct BlobParams {
     seed: u64,
 }
 
+/// `SharedBytes`: a 2.x reply carries the blob itself, not a copy.
 #[derive(Serialize)]
 struct Blob {
     size: u64,
-    blob: Bytes,
+    blob: SharedBytes,
 }
 
 #[derive(Serialize)]
@@ -84,10 +85,12 @@ struct Digest {
     sum: u64,
 }
 
+/// `SharedBytes`: every 2.x subscriber's frame is a slice of the one
+/// pattern buffer, never a copy of it.
 #[derive(Serialize)]
 struct Published {
     seq: u64,
-    blob: Bytes,
+    blob: SharedBytes,
 }
 
 fn check_size(size: u64) -> Result<usize, HandlerError> {
@@ -148,7 +151,7 @@ pub fn methods() -> Methods {
             let size = check_size(p.size)?;
             Ok::<_, HandlerError>(Blob {
                 size: p.size,
-                blob: pattern(size, p.seed),
+                blob: pattern(size, p.seed).into(),
             })
         },
     );
@@ -173,7 +176,7 @@ pub fn methods() -> Methods {
             for seq in 0..count {
                 let message = Published {
                     seq,
-                    blob: patterns.get(seq),
+                    blob: patterns.get(seq).into(),
                 };
                 ctx.publisher().publish(&topic, &message)?;
                 if size >= YIELD_AFTER_BYTES {

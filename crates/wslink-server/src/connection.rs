@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
-use wslink_core::codec::{v1, v2, CodecError, Frame};
+use wslink_core::codec::{v1, v2, CodecError};
 use wslink_core::envelope::{EnvelopeError, Request};
 use wslink_core::protocol::{hello_secret, HelloReply, HELLO_METHOD};
 use wslink_core::{Generation, Message, RpcError};
@@ -25,7 +25,7 @@ use crate::metrics::{add, inc};
 use crate::outbound::{CloseRequest, Next};
 use crate::publisher::Publisher;
 use crate::server::{ClientSlot, Shared};
-use crate::wire::{self, FrameWriter, ReadSide};
+use crate::wire::{self, FrameWriter, OutFrame, ReadSide};
 
 enum Decoder {
     Undecided,
@@ -600,10 +600,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Encodes a reply; an error whose `data` cannot be encoded goes without it.
-fn encode_reply(shared: &Shared, generation: Generation, message: Message) -> Vec<Frame> {
-    let encode = |m: &Message| match generation {
-        Generation::V2 => v2::encode_frames(m, shared.config.limits.max_frame_size),
-        Generation::V1 => v1::encode(m, &shared.keys),
+fn encode_reply(shared: &Shared, generation: Generation, message: Message) -> Vec<OutFrame> {
+    let encode = |m: &Message| -> Result<Vec<OutFrame>, CodecError> {
+        Ok(match generation {
+            Generation::V2 => v2::encode_segmented(m, shared.config.limits.max_frame_size)?
+                .map(OutFrame::from)
+                .collect(),
+            Generation::V1 => v1::encode(m, &shared.keys)?
+                .into_iter()
+                .map(OutFrame::from)
+                .collect(),
+        })
     };
     match encode(&message) {
         Ok(frames) => frames,

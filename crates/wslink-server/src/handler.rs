@@ -9,12 +9,13 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wslink_core::attachments::AttachmentKeys;
-use wslink_core::codec::{v1, v2, CodecError, Frame};
+use wslink_core::codec::{v1, v2, CodecError};
 use wslink_core::envelope::ResultEnvelope;
 use wslink_core::params::from_args;
 use wslink_core::{Generation, Map, RpcError, Value};
 
 use crate::context::{CallContext, ConnectionInfo};
+use crate::wire::OutFrame;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -111,7 +112,7 @@ pub(crate) trait Reply: Send + Sync {
         generation: Generation,
         max_frame_size: usize,
         keys: &AttachmentKeys,
-    ) -> Result<Vec<Frame>, CodecError>;
+    ) -> Result<Vec<OutFrame>, CodecError>;
 }
 
 impl<T: Serialize + Send + Sync> Reply for T {
@@ -121,14 +122,20 @@ impl<T: Serialize + Send + Sync> Reply for T {
         generation: Generation,
         max_frame_size: usize,
         keys: &AttachmentKeys,
-    ) -> Result<Vec<Frame>, CodecError> {
-        match generation {
-            // Straight from the user's type to msgpack: no detour via Value.
+    ) -> Result<Vec<OutFrame>, CodecError> {
+        Ok(match generation {
+            // Straight from the user's type to msgpack: no detour via Value,
+            // and large binary (`Value::Bin`, `SharedBytes`) not copied.
             Generation::V2 => {
-                v2::encode_frames(&ResultEnvelope { id, result: self }, max_frame_size)
+                v2::encode_segmented(&ResultEnvelope { id, result: self }, max_frame_size)?
+                    .map(OutFrame::from)
+                    .collect()
             }
-            Generation::V1 => v1::encode_result(id, self, keys),
-        }
+            Generation::V1 => v1::encode_result(id, self, keys)?
+                .into_iter()
+                .map(OutFrame::from)
+                .collect(),
+        })
     }
 }
 

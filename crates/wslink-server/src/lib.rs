@@ -32,7 +32,9 @@
 //! concurrently; every limit is bounded and configurable ([`Limits`]); a
 //! client that stops reading neither stalls others nor grows memory
 //! ([`TopicPolicy`]); published messages are serialized once per wire
-//! generation and their bytes shared by all recipients.
+//! generation and their bytes shared by all recipients; large binary given
+//! as [`Value::Bin`] or [`SharedBytes`] is written to 2.x clients' sockets
+//! from its own buffer, never copied into a msgpack message.
 
 #![warn(missing_docs)]
 
@@ -58,4 +60,4 @@ pub use http::HttpResponse;
 pub use metrics::MetricsSnapshot;
 pub use publisher::{PublishError, Publisher, TopicPolicy};
 pub use server::{Listener, Server, ServerBuilder, ServerError, Validator};
-pub use wslink_core::{self as core, Generation, Map, Value};
+pub use wslink_core::{self as core, Generation, Map, SharedBytes, Value};

@@ -11,9 +11,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use wslink_core::Frame;
 
 use crate::publisher::TopicPolicy;
+use crate::wire::OutFrame;
 
 /// Why a connection's writer stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub(crate) struct CloseRequest {
 }
 
 pub(crate) enum Next {
-    Frames(Arc<[Frame]>),
+    Frames(Arc<[OutFrame]>),
     Ping,
     Close(CloseRequest),
 }
@@ -44,7 +44,9 @@ pub(crate) enum Pushed {
 }
 
 struct Item {
-    frames: Arc<[Frame]>,
+    frames: Arc<[OutFrame]>,
+    /// The frames' full length (a segmented frame's slices together), what
+    /// the bounds count.
     bytes: usize,
     latest_of: Option<Arc<str>>,
     reply: bool,
@@ -83,8 +85,8 @@ pub(crate) struct Outbound {
     max_messages: usize,
 }
 
-fn frames_len(frames: &[Frame]) -> usize {
-    frames.iter().map(Frame::len).sum()
+fn frames_len(frames: &[OutFrame]) -> usize {
+    frames.iter().map(OutFrame::len).sum()
 }
 
 impl Outbound {
@@ -106,7 +108,7 @@ impl Outbound {
     }
 
     /// Queues a reply: never dropped while the connection lives.
-    pub fn push_reply(&self, frames: Vec<Frame>) -> bool {
+    pub fn push_reply(&self, frames: Vec<OutFrame>) -> bool {
         let mut q = self.lock();
         if q.dead || q.close.is_some() && !q.close.as_ref().is_some_and(|c| c.drain) {
             return false;
@@ -129,7 +131,7 @@ impl Outbound {
     /// Queues a publish under `policy`.
     pub fn push_publish(
         &self,
-        frames: &Arc<[Frame]>,
+        frames: &Arc<[OutFrame]>,
         topic: &Arc<str>,
         policy: TopicPolicy,
     ) -> Pushed {
@@ -293,8 +295,12 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn frames(n: usize) -> Arc<[Frame]> {
-        vec![Frame::Binary(Bytes::from(vec![0; n]))].into()
+    fn frame(n: usize) -> OutFrame {
+        OutFrame::Binary(Bytes::from(vec![0; n]).into())
+    }
+
+    fn frames(n: usize) -> Arc<[OutFrame]> {
+        vec![frame(n)].into()
     }
 
     #[test]
@@ -353,9 +359,9 @@ mod tests {
         let out = Outbound::new(25, 3);
         let t: Arc<str> = "t".into();
         // Replies up to the bound in bytes: reading should pause at it.
-        assert!(out.push_reply(vec![Frame::Binary(Bytes::from(vec![0; 24]))]));
+        assert!(out.push_reply(vec![frame(24)]));
         assert!(!out.replies_over_bound());
-        assert!(out.push_reply(vec![Frame::Binary(Bytes::from(vec![0; 1]))]));
+        assert!(out.push_reply(vec![frame(1)]));
         assert!(out.replies_over_bound());
         assert!(futures_util::FutureExt::now_or_never(out.reply_room()).is_none());
         // Publishes are judged on their own: 25 bytes of replies queued do
@@ -388,7 +394,7 @@ mod tests {
     fn overflow_closes_without_draining_but_replies_still_queue_before() {
         let out = Outbound::new(25, 100);
         let t: Arc<str> = "t".into();
-        assert!(out.push_reply(vec![Frame::Binary(Bytes::from(vec![0; 5]))]));
+        assert!(out.push_reply(vec![frame(5)]));
         assert_eq!(
             out.push_publish(&frames(10), &t, TopicPolicy::Queue),
             Pushed::Queued

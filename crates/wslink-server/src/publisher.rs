@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::Serialize;
-use wslink_core::codec::{v1, v2, CodecError, Frame};
+use wslink_core::codec::{v1, v2, CodecError};
 use wslink_core::envelope::ResultEnvelope;
 use wslink_core::ids::{self, IdError};
 use wslink_core::{to_value, Generation};
@@ -12,6 +12,7 @@ use wslink_core::{to_value, Generation};
 use crate::metrics::inc;
 use crate::outbound::Pushed;
 use crate::server::{ClientSlot, Shared};
+use crate::wire::OutFrame;
 
 /// What a client's queue does with a topic's messages when the client reads
 /// more slowly than they are published.
@@ -48,6 +49,14 @@ pub enum PublishError {
 /// `Send + Sync`, usable from any task or thread; publishing never waits
 /// on a slow client.
 ///
+/// Binary of 64 KiB or more given as [`Value::Bin`](crate::Value::Bin) or
+/// [`SharedBytes`](crate::SharedBytes) (see
+/// [`shared_bytes`](crate::core::shared_bytes)) goes to 2.x clients without
+/// being copied: the queued frames hold that buffer, sliced, and the
+/// socket writes take it from there. So it stays allocated until every
+/// client has been sent it; queue bounds count it in full for each client.
+/// Other binary (plain `Bytes`, `Vec<u8>`) is copied into the message once.
+///
 /// ```no_run
 /// # async fn demo() {
 /// use wslink_server::{Server, TopicPolicy};
@@ -55,7 +64,8 @@ pub enum PublishError {
 /// let publisher = server.publisher();
 /// publisher.set_topic_policy("viewport.image", TopicPolicy::KeepLatest);
 /// std::thread::spawn(move || {
-///     let frame = bytes::Bytes::from(vec![0u8; 1 << 20]);
+///     // SharedBytes (or Value::Bin): sent to every 2.x client without a copy.
+///     let frame = wslink_server::SharedBytes::from(vec![0u8; 1 << 20]);
 ///     publisher.publish("viewport.image", &frame).unwrap();
 /// });
 /// # }
@@ -151,8 +161,10 @@ impl Publisher {
             source,
         };
         // Serialized at most once per wire generation, whatever the audience.
-        let mut v2_frames: Option<Arc<[Frame]>> = None;
-        let mut v1_frames: Option<Arc<[Frame]>> = None;
+        // 2.x frames hold large binary (`Value::Bin`, `SharedBytes`) as the
+        // caller's own buffer, not a copy.
+        let mut v2_frames: Option<Arc<[OutFrame]>> = None;
+        let mut v1_frames: Option<Arc<[OutFrame]>> = None;
         let mut v1_value = None;
         let mut sent = 0;
         for client in recipients.iter().filter(|c| c.is_authenticated()) {
@@ -160,7 +172,7 @@ impl Publisher {
                 Some(Generation::V2) => match &v2_frames {
                     Some(f) => f.clone(),
                     None => {
-                        let f: Arc<[Frame]> = v2::encode_frames(
+                        let f: Arc<[OutFrame]> = v2::encode_segmented(
                             &ResultEnvelope {
                                 id: &id,
                                 result: message,
@@ -168,7 +180,8 @@ impl Publisher {
                             shared.config.limits.max_frame_size,
                         )
                         .map_err(encode_err)?
-                        .into();
+                        .map(OutFrame::from)
+                        .collect();
                         v2_frames = Some(f.clone());
                         f
                     }
@@ -183,7 +196,7 @@ impl Publisher {
                             );
                         }
                         let result = v1_value.clone().unwrap_or_default();
-                        let f: Arc<[Frame]> = v1::encode(
+                        let f: Arc<[OutFrame]> = v1::encode(
                             &wslink_core::Message::Result {
                                 id: id.clone(),
                                 result,
@@ -191,7 +204,9 @@ impl Publisher {
                             &shared.keys,
                         )
                         .map_err(encode_err)?
-                        .into();
+                        .into_iter()
+                        .map(OutFrame::from)
+                        .collect();
                         v1_frames = Some(f.clone());
                         f
                     }

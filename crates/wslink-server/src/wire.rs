@@ -10,15 +10,20 @@
 //! [`ControlPipe`] that the connection's writer forwards between frames;
 //! the writer ([`FrameWriter`]) writes data frames itself, small ones
 //! gathered in one buffer, large ones with a vectored write straight from
-//! their `Bytes`.
+//! their `Bytes`. A 2.x frame comes as a few slices ([`OutFrame::Binary`]:
+//! chunk header and envelope, then the payload a handler or publisher gave
+//! as `Value::Bin` or `SharedBytes`), which the vectored write takes as
+//! they are: the payload is never copied on its way to the kernel.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
+use wslink_core::chunking::SegmentedFrame;
 use wslink_core::Frame;
 
 /// Payloads up to this size are copied into the write buffer with their
@@ -26,6 +31,43 @@ use wslink_core::Frame;
 const INLINE_MAX: usize = 8 * 1024;
 /// The write buffer is written out once it holds this much.
 const BUFFER_LIMIT: usize = 64 * 1024;
+/// Slices per vectored write (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
+
+/// A data frame waiting to be written: what the outbound queue holds.
+#[derive(Debug, Clone)]
+pub(crate) enum OutFrame {
+    /// A text frame (1.x); the bytes are UTF-8.
+    Text(Bytes),
+    /// A binary frame, as one buffer (1.x attachments) or as the slices a
+    /// 2.x segmented encode made.
+    Binary(SegmentedFrame),
+}
+
+impl OutFrame {
+    /// The payload's length: what queue bounds count.
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(t) => t.len(),
+            OutFrame::Binary(b) => b.len(),
+        }
+    }
+}
+
+impl From<Frame> for OutFrame {
+    fn from(frame: Frame) -> Self {
+        match frame {
+            Frame::Text(t) => OutFrame::Text(t),
+            Frame::Binary(b) => OutFrame::Binary(b.into()),
+        }
+    }
+}
+
+impl From<SegmentedFrame> for OutFrame {
+    fn from(frame: SegmentedFrame) -> Self {
+        OutFrame::Binary(frame)
+    }
+}
 
 /// Bytes tungstenite wrote (whole control frames), waiting for the writer.
 #[derive(Default)]
@@ -150,24 +192,37 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
         self.buf.append(&mut control);
     }
 
-    /// Queues a data frame; a large one is written at once, without a copy.
-    /// Invalid UTF-8 text is not sent (the codecs never make any).
-    pub async fn data(&mut self, frame: &Frame) -> io::Result<()> {
+    /// Queues a data frame; a large one is written at once, its large
+    /// slices without a copy. Invalid UTF-8 text is not sent (the codecs
+    /// never make any).
+    pub async fn data(&mut self, frame: &OutFrame) -> io::Result<()> {
         self.take_control();
-        let (opcode, payload) = match frame {
-            Frame::Text(t) if std::str::from_utf8(t).is_ok() => (0x1, t),
-            Frame::Text(_) => return Ok(()),
-            Frame::Binary(b) => (0x2, b),
+        let (opcode, parts) = match frame {
+            OutFrame::Text(t) if std::str::from_utf8(t).is_ok() => (0x1, std::slice::from_ref(t)),
+            OutFrame::Text(_) => return Ok(()),
+            OutFrame::Binary(b) => (0x2, b.parts()),
         };
-        header(&mut self.buf, opcode, payload.len());
-        if payload.len() <= INLINE_MAX {
-            self.buf.extend_from_slice(payload);
+        let len = frame.len();
+        header(&mut self.buf, opcode, len);
+        if len <= INLINE_MAX {
+            for part in parts {
+                self.buf.extend_from_slice(part);
+            }
             if self.buf.len() >= BUFFER_LIMIT {
                 self.write_buffer(&[]).await?;
             }
             Ok(())
         } else {
-            self.write_buffer(payload).await
+            // Small leading slices (a 2.x chunk header and envelope) join
+            // the buffer; the rest go from where they are.
+            let small = parts
+                .iter()
+                .take_while(|part| part.len() <= INLINE_MAX)
+                .count();
+            for part in &parts[..small] {
+                self.buf.extend_from_slice(part);
+            }
+            self.write_buffer(&parts[small..]).await
         }
     }
 
@@ -198,19 +253,58 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
         self.io.shutdown().await
     }
 
-    /// Writes the buffer, then `tail`, with as few system calls as the
-    /// socket allows.
-    async fn write_buffer(&mut self, tail: &[u8]) -> io::Result<()> {
-        let (mut head, mut rest) = (0, 0);
-        while head < self.buf.len() || rest < tail.len() {
-            let slices = [IoSlice::new(&self.buf[head..]), IoSlice::new(&tail[rest..])];
-            let n = self.io.write_vectored(&slices).await?;
+    /// Writes the buffer, then the slices of `tail`, with as few system
+    /// calls as the socket allows, resuming after partial writes.
+    async fn write_buffer(&mut self, tail: &[Bytes]) -> io::Result<()> {
+        // Written so far: `head` bytes of the buffer, the slices of `tail`
+        // before `part`, and `within` bytes of `tail[part]`.
+        let (mut head, mut part, mut within) = (0, 0, 0);
+        loop {
+            while part < tail.len() && within == tail[part].len() {
+                part += 1;
+                within = 0;
+            }
+            if head == self.buf.len() && part == tail.len() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            if head < self.buf.len() {
+                slices[0] = IoSlice::new(&self.buf[head..]);
+                count = 1;
+            }
+            let mut from = within;
+            for bytes in &tail[part..] {
+                if count == MAX_SLICES {
+                    break;
+                }
+                if from < bytes.len() {
+                    slices[count] = IoSlice::new(&bytes[from..]);
+                    count += 1;
+                }
+                from = 0;
+            }
+            let mut n = self.io.write_vectored(&slices[..count]).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             let from_head = n.min(self.buf.len() - head);
             head += from_head;
-            rest += n - from_head;
+            n -= from_head;
+            while n > 0 {
+                let Some(bytes) = tail.get(part) else {
+                    break; // more written than offered: cannot happen
+                };
+                let left = bytes.len() - within;
+                if n < left {
+                    within += n;
+                    n = 0;
+                } else {
+                    n -= left;
+                    part += 1;
+                    within = 0;
+                }
+            }
         }
         self.buf.clear();
         if self.buf.capacity() > 4 * BUFFER_LIMIT {
@@ -264,13 +358,16 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(1 << 20);
         let (mut read_side, mut writer) = split(a);
         writer
-            .data(&Frame::Binary(Bytes::from_static(b"ab")))
+            .data(&Frame::Binary(Bytes::from_static(b"ab")).into())
             .await
             .unwrap();
         // tungstenite answering a ping meanwhile:
         read_side.write_all(&[0x8a, 0]).await.unwrap();
         let big = Bytes::from(vec![7u8; 70_000]);
-        writer.data(&Frame::Binary(big.clone())).await.unwrap();
+        writer
+            .data(&Frame::Binary(big.clone()).into())
+            .await
+            .unwrap();
         writer.flush().await.unwrap();
         drop(writer);
         drop(read_side);
@@ -282,5 +379,161 @@ mod tests {
         expected.extend_from_slice(&70_000u64.to_be_bytes());
         expected.extend_from_slice(&big);
         assert_eq!(got, expected);
+    }
+
+    /// A socket that takes at most `per_write` bytes per call, across
+    /// slices when written vectored, and keeps what it took.
+    struct Trickle {
+        per_write: usize,
+        vectored: bool,
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Trickle {
+        /// Takes what one call may from `bufs` (only the first non-empty
+        /// one when not vectored, as tokio's default does).
+        fn take(&mut self, bufs: &[IoSlice<'_>]) -> usize {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs.iter().filter(|b| !b.is_empty()) {
+                let take = b.len().min(self.per_write - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.per_write || !self.vectored {
+                    break;
+                }
+            }
+            n
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(self.take(&[IoSlice::new(buf)])))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(self.take(bufs)))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn pattern(len: usize, seed: u8) -> Bytes {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// What the writer should have sent for `frames`: each frame's header
+    /// and its slices concatenated.
+    fn expected(frames: &[OutFrame]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for frame in frames {
+            let OutFrame::Binary(b) = frame else {
+                unreachable!()
+            };
+            header(&mut out, 0x2, b.len());
+            out.extend_from_slice(&b.clone().into_bytes());
+        }
+        out
+    }
+
+    /// Frames made of many slices, large and small, come out byte for byte
+    /// whatever the socket takes per call, vectored or not.
+    #[tokio::test]
+    async fn segmented_frames_survive_partial_writes() {
+        use wslink_core::chunking::chunk_segmented;
+        use wslink_core::{msgpack, Value};
+
+        // A message with several shared payloads between copied bytes,
+        // cut into frames across payload boundaries, plus a small one.
+        let payloads: Vec<Value> = (0..5)
+            .map(|i| Value::Bin(pattern(9_000 + i * 7_777, i as u8)))
+            .chain([Value::from("tail")])
+            .collect();
+        let message = msgpack::encode_segmented_with(&Value::Array(payloads), 12, 4096).unwrap();
+        let mut frames: Vec<OutFrame> = chunk_segmented(message, 1, 20_000)
+            .unwrap()
+            .map(OutFrame::from)
+            .collect();
+        assert!(frames.iter().any(|f| match f {
+            OutFrame::Binary(b) => b.parts().len() > 2,
+            OutFrame::Text(_) => false,
+        }));
+        frames.push(OutFrame::Binary(Bytes::from_static(b"small").into()));
+        let want = expected(&frames);
+        for vectored in [true, false] {
+            for per_write in [1usize, 7, 4096, 65_537, usize::MAX] {
+                let io = Trickle {
+                    per_write,
+                    vectored,
+                    got: Vec::new(),
+                    calls: 0,
+                };
+                let (read_side, mut writer) = split(io);
+                for frame in &frames {
+                    writer.data(frame).await.unwrap();
+                }
+                writer.flush().await.unwrap();
+                let io = read_side.read.unsplit(writer.io);
+                assert_eq!(io.got.len(), want.len(), "{per_write} vectored {vectored}");
+                assert!(
+                    io.got == want,
+                    "{per_write} bytes per write, vectored {vectored}"
+                );
+                if vectored && per_write == usize::MAX {
+                    // Few system calls: one per large frame, plus the tail.
+                    assert!(io.calls <= frames.len(), "{} writes", io.calls);
+                }
+            }
+        }
+    }
+
+    /// A payload shared by a segmented encode reaches the socket from its
+    /// own memory: the large slice the writer is given is the caller's.
+    #[test]
+    fn a_large_segmented_frame_keeps_the_callers_payload() {
+        let payload = pattern(1 << 20, 3);
+        let value = wslink_core::Value::map([("blob", wslink_core::Value::Bin(payload.clone()))]);
+        let mut frames = wslink_core::codec::v2::encode_segmented(&value, 0).unwrap();
+        let frame = frames.next().unwrap();
+        let large: Vec<&Bytes> = frame
+            .parts()
+            .iter()
+            .filter(|p| p.len() > INLINE_MAX)
+            .collect();
+        assert_eq!(large.len(), 1);
+        assert_eq!(large[0].as_ptr(), payload.as_ptr());
     }
 }

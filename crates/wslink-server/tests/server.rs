@@ -162,6 +162,52 @@ async fn large_messages_are_chunked_both_ways() {
     assert_eq!(digest.get("len").and_then(Value::as_u64), Some(size as u64));
 }
 
+/// Payloads sent without a copy (`SharedBytes`, `Value::Bin`) arrive
+/// intact in both generations, in one frame and cut across many, next to
+/// small and copied binary.
+#[tokio::test]
+async fn shared_payloads_arrive_intact() {
+    #[derive(serde::Serialize)]
+    struct Tiles {
+        seq: u64,
+        big: wslink_server::SharedBytes,
+        #[serde(with = "wslink_server::core::shared_bytes")]
+        medium: Bytes,
+        copied: Bytes,
+        value: Value,
+        small: wslink_server::SharedBytes,
+    }
+    let tiles = Tiles {
+        seq: 9,
+        big: conformance::pattern(1 << 20, 1).into(),
+        medium: conformance::pattern(300_000, 2),
+        copied: conformance::pattern(200_000, 3),
+        value: Value::Bin(conformance::pattern(70_000, 4)),
+        small: conformance::pattern(100, 5).into(),
+    };
+    let expected = wslink_core::to_value(&tiles).unwrap();
+    for max_frame_size in [4 << 20, 100_000] {
+        let limits = Limits {
+            max_frame_size,
+            ..Limits::default()
+        };
+        let server = conformance::builder().limits(limits).build();
+        let url = start(&server).await;
+        let mut peers = Vec::new();
+        for generation in [Generation::V2, Generation::V1] {
+            let mut peer = Peer::connect(&url, generation).await;
+            peer.hello("wslink-secret").await;
+            peers.push(peer);
+        }
+        assert_eq!(server.publisher().publish("tiles", &tiles).unwrap(), 2);
+        for peer in &mut peers {
+            let m = peer.recv().await.unwrap();
+            assert!(m.id().unwrap().starts_with("publish:tiles:"));
+            assert!(result(m) == expected, "frame size {max_frame_size}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn text_on_a_2x_connection_is_refused_with_a_reason() {
     let url = start(&Server::builder().build()).await;

@@ -24,7 +24,9 @@ pub const HEIGHT_RANGE: (u32, u32) = (16, 2160);
 pub const FPS_RANGE: (f64, f64) = (1.0, 120.0);
 
 /// One published frame. `data` is a `Bytes`, so it goes out as msgpack
-/// `bin` and arrives in the browser as a `Uint8Array`.
+/// `bin` and arrives in the browser as a `Uint8Array`; `shared_bytes` has
+/// the server send it to every 2.x client without copying it into a msgpack
+/// buffer.
 #[derive(Serialize)]
 pub struct Frame {
     /// Frame number, from 0, counting published frames.
@@ -40,6 +42,7 @@ pub struct Frame {
     /// latency (render, encode, send, decode).
     pub timestamp_ms: u64,
     /// The encoded image.
+    #[serde(with = "wslink_server::core::shared_bytes")]
     pub data: Bytes,
 }
 

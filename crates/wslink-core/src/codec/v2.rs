@@ -10,9 +10,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{CodecError, Frame};
-use crate::chunking::{self, Chunks, UnchunkLimits, Unchunker, HEADER_LEN};
+use crate::chunking::{self, Chunks, SegmentedChunks, UnchunkLimits, Unchunker, HEADER_LEN};
 use crate::envelope::Message;
 use crate::msgpack;
+use crate::shared_bytes::SHARE_THRESHOLD;
 
 /// A fresh chunk id for an outgoing message.
 ///
@@ -52,6 +53,48 @@ pub fn encode<T: Serialize + ?Sized>(
         .map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(chunking::chunk_reserved(
         buf,
+        next_chunk_id(),
+        max_frame_size,
+    )?)
+}
+
+/// Like [`encode`], but large binary payloads that opt in ([`Value::Bin`],
+/// [`SharedBytes`](crate::SharedBytes), see [`crate::shared_bytes`]) are
+/// not copied: each frame is a few slices, the payloads' among them.
+///
+/// The frames are byte for byte those [`encode`] makes (with another chunk
+/// id). Write them with a vectored write, or make one buffer of each with
+/// [`SegmentedFrame::into_bytes`](crate::chunking::SegmentedFrame::into_bytes).
+/// A message without such payloads costs what it costs with [`encode`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use wslink_core::codec::v2;
+/// use wslink_core::{Message, SharedBytes, Value};
+///
+/// let image = Bytes::from(vec![0u8; 1 << 20]);
+/// let msg = Message::Result { id: "publish:image:0".into(), result: Value::Bin(image.clone()) };
+/// let frames: Vec<_> = v2::encode_segmented(&msg, 4 << 20).unwrap().collect();
+/// assert_eq!(frames.len(), 1);
+/// // Chunk header and envelope, then the image itself.
+/// assert_eq!(frames[0].parts()[1].as_ptr(), image.as_ptr());
+///
+/// // A decoder sees the same message.
+/// let mut decoder = v2::Decoder::new(Default::default());
+/// decoder.set_authenticated(true);
+/// let frame = frames[0].clone().into_bytes();
+/// assert_eq!(decoder.push(frame).unwrap(), Some(msg));
+/// ```
+///
+/// [`Value::Bin`]: crate::Value::Bin
+pub fn encode_segmented<T: Serialize + ?Sized>(
+    message: &T,
+    max_frame_size: usize,
+) -> Result<SegmentedChunks, CodecError> {
+    let segmented = msgpack::encode_segmented_with(message, HEADER_LEN, SHARE_THRESHOLD)
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(chunking::chunk_segmented(
+        segmented,
         next_chunk_id(),
         max_frame_size,
     )?)

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::ser::{self, Serialize, SerializeMap as _, SerializeSeq as _};
 
 use super::{Integer, Map, Value, ValueError};
+use crate::shared_bytes::{self, SHARE_THRESHOLD};
 
 impl Serialize for Value {
     fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -19,7 +20,9 @@ impl Serialize for Value {
             Value::F32(f) => s.serialize_f32(*f),
             Value::F64(f) => s.serialize_f64(*f),
             Value::Str(t) => s.serialize_str(t),
-            Value::Bin(b) => s.serialize_bytes(b),
+            // Shared rather than copied by a segmenting encode (see
+            // `shared_bytes`); copied by any other serializer.
+            Value::Bin(b) => crate::shared_bytes::serialize(b, s),
             Value::Array(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for item in items {
@@ -54,7 +57,9 @@ impl Serialize for ByteSlice<'_> {
 /// Converts any serializable type into a [`Value`].
 ///
 /// Byte slices (`serde_bytes`, [`Bytes`]) become [`Value::Bin`]; structs become
-/// maps keyed by field name; unit enum variants become strings.
+/// maps keyed by field name; unit enum variants become strings. Binary that
+/// opts in to sharing ([`SharedBytes`](crate::SharedBytes) and the like, at
+/// least [`SHARE_THRESHOLD`] long) keeps its buffer; other binary is copied.
 ///
 /// ```
 /// use wslink_core::{to_value, Value};
@@ -64,6 +69,9 @@ impl Serialize for ByteSlice<'_> {
 /// assert_eq!(v.get("h"), Some(&Value::from(3)));
 /// ```
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
+    // Binary that opts in to sharing (`SharedBytes`, `Value::Bin`, see
+    // `shared_bytes`) becomes a `Value::Bin` of the same buffer, not a copy.
+    let _capture = shared_bytes::Capturing::start(SHARE_THRESHOLD);
     value.serialize(ValueSerializer)
 }
 
@@ -140,7 +148,9 @@ impl ser::Serializer for ValueSerializer {
         Ok(Value::Str(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value, ValueError> {
-        Ok(Value::Bin(Bytes::copy_from_slice(v)))
+        Ok(Value::Bin(
+            shared_bytes::find(v).unwrap_or_else(|| Bytes::copy_from_slice(v)),
+        ))
     }
     fn serialize_none(self) -> Result<Value, ValueError> {
         Ok(Value::Nil)
