@@ -113,7 +113,10 @@ impl Limits {
 }
 
 /// How the server runs: where, for whom, and for how long.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows `secret: "<redacted>"`, so logging the whole
+/// configuration never leaks the secret.
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The shared secret clients send in their hello (`--authKey`).
     pub secret: String,
@@ -134,6 +137,21 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("secret", &"<redacted>")
+            .field("ws_endpoint", &self.ws_endpoint)
+            .field("content", &self.content)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("generation", &self.generation)
+            .field("keepalive", &self.keepalive)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -146,5 +164,22 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             limits: Limits::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let config = ServerConfig {
+            secret: "hunter2-very-secret".to_owned(),
+            ..ServerConfig::default()
+        };
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("ws_endpoint"), "{shown}");
     }
 }

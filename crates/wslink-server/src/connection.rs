@@ -69,6 +69,10 @@ struct Conn {
     frame_limits: Arc<FrameLimits>,
     auth_failures: usize,
     pre_auth_messages: usize,
+    /// When the hello deadline runs out; a custom validator is bounded by it
+    /// too, since the read loop does not poll its timers while a frame is
+    /// being handled.
+    hello_deadline_at: tokio::time::Instant,
 }
 
 pub(crate) async fn run<S>(
@@ -114,6 +118,7 @@ pub(crate) async fn run<S>(
             frame_limits,
             auth_failures: 0,
             pre_auth_messages: 0,
+            hello_deadline_at: tokio::time::Instant::now() + limits.hello_deadline,
         };
         if let Some(g) = shared.config.generation {
             conn.choose(g);
@@ -193,7 +198,7 @@ impl Conn {
     {
         let shared = self.shared.clone();
         let config = &shared.config;
-        let hello_deadline = tokio::time::sleep(config.limits.hello_deadline);
+        let hello_deadline = tokio::time::sleep_until(self.hello_deadline_at);
         tokio::pin!(hello_deadline);
         let keepalive = config
             .keepalive
@@ -206,14 +211,20 @@ impl Conn {
         loop {
             let result = tokio::select! {
                 frame = stream.next() => {
-                    last_heard = Instant::now();
                     match frame {
                         None => return End::PeerGone,
                         Some(Err(e)) => return match self.frame_limits.violation() {
                             Some(v) => self.oversized(v),
                             None => socket_error(e),
                         },
-                        Some(Ok(msg)) => self.on_frame(msg).await,
+                        Some(Ok(msg)) => {
+                            let handled = self.on_frame(msg).await;
+                            // Stamped after handling, which may have waited
+                            // (reply backpressure, a free call slot): that pause
+                            // is ours, not the peer's silence.
+                            last_heard = Instant::now();
+                            handled
+                        }
                     }
                 }
                 _ = &mut hello_deadline, if !self.slot.is_authenticated() => {
@@ -506,7 +517,26 @@ impl Conn {
             None => false,
             Some(secret) => match &self.shared.validator {
                 Some(validate) => {
-                    validate(secret.to_owned(), self.info.client_id.to_string()).await
+                    let verdict = validate(secret.to_owned(), self.info.client_id.to_string());
+                    // A repeated hello after authentication gets a deadline of its own.
+                    let deadline = if self.slot.is_authenticated() {
+                        tokio::time::Instant::now() + self.shared.config.limits.hello_deadline
+                    } else {
+                        self.hello_deadline_at
+                    };
+                    match tokio::time::timeout_at(deadline, verdict).await {
+                        Ok(accepted) => accepted,
+                        Err(_) => {
+                            let secs = self.shared.config.limits.hello_deadline.as_secs_f64();
+                            tracing::warn!(
+                                "hello validator did not answer within the hello deadline"
+                            );
+                            return Err(close(
+                                1008,
+                                format!("no successful wslink.hello within {secs} s (the validator did not answer)"),
+                            ));
+                        }
+                    }
                 }
                 None => constant_time_eq(secret.as_bytes(), self.shared.config.secret.as_bytes()),
             },

@@ -26,12 +26,24 @@ impl Server {
     ///
     /// This is how the server mounts inside an existing hyper or axum app:
     /// route the endpoint's requests here (the request must come from a
-    /// hyper connection served `with_upgrades()`).
+    /// hyper connection served `with_upgrades()`, as `axum::serve` does).
+    /// The app owns the listener, so the server's idle timeout
+    /// ([`ServerConfig::idle_timeout`](crate::ServerConfig::idle_timeout))
+    /// does not apply; graceful shutdown does ([`Server::shutdown`]).
     ///
     /// ```no_run
-    /// # async fn demo(server: wslink_server::Server, req: hyper::Request<hyper::body::Incoming>) {
-    /// // Inside a hyper `service_fn`, or an axum handler taking `Request`:
-    /// let response = server.handle_request(req, None).await;
+    /// use axum::{extract::Request, routing::get, Router};
+    ///
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let wslink = wslink_server::Server::builder().build();
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|| async { "the app's own page" }))
+    ///     .route("/ws", get(move |req: Request| {
+    ///         let wslink = wslink.clone();
+    ///         async move { wslink.handle_request(req, None).await }
+    ///     }));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app).await
     /// # }
     /// ```
     pub async fn handle_request<B>(
@@ -53,7 +65,10 @@ pub(crate) async fn handle<B>(
         return upgrade(server, &mut req, peer);
     }
     match &shared.config.content {
-        Some(dir) => static_file(dir, &req).await,
+        // Only the method and path go on: holding the request across an
+        // await would make this future `!Send` for bodies that are not
+        // `Sync` (axum's), and so unusable as an axum handler.
+        Some(dir) => static_file(dir, req.method().clone(), req.uri().path().to_owned()).await,
         None => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -201,11 +216,11 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-async fn static_file<B>(root: &Path, req: &Request<B>) -> HttpResponse {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+async fn static_file(root: &Path, method: Method, url_path: String) -> HttpResponse {
+    if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
-    let Some(mut path) = resolve(root, req.uri().path()) else {
+    let Some(mut path) = resolve(root, &url_path) else {
         return plain(StatusCode::BAD_REQUEST, "bad path\n");
     };
     if tokio::fs::metadata(&path)
@@ -215,14 +230,30 @@ async fn static_file<B>(root: &Path, req: &Request<B>) -> HttpResponse {
     {
         path.push("index.html");
     }
-    match tokio::fs::read(&path).await {
-        Ok(data) => {
-            let len = data.len();
-            let body = if req.method() == Method::HEAD {
-                Bytes::new()
-            } else {
-                Bytes::from(data)
-            };
+    // `resolve` keeps the path lexically under the root; a symbolic link
+    // inside it could still point anywhere, so the real path must stay
+    // under the real root too (as aiohttp's static route insists).
+    let inside = match (
+        tokio::fs::canonicalize(root).await,
+        tokio::fs::canonicalize(&path).await,
+    ) {
+        (Ok(real_root), Ok(real)) => real.starts_with(&real_root),
+        _ => false,
+    };
+    if !inside {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let read = if method == Method::HEAD {
+        tokio::fs::metadata(&path)
+            .await
+            .map(|m| (m.len() as usize, Bytes::new()))
+    } else {
+        tokio::fs::read(&path)
+            .await
+            .map(|data| (data.len(), Bytes::from(data)))
+    };
+    match read {
+        Ok((len, body)) => {
             let mut r = Response::new(Full::new(body));
             let h = r.headers_mut();
             h.insert(

@@ -209,6 +209,19 @@ async fn static_files_share_the_port_and_stay_inside_their_directory() {
     }
     let (status, _) = http_get(&addr, "/missing.txt").await;
     assert!(status.contains(" 404"), "{status}");
+    // A link inside the directory that points out of it serves nothing;
+    // one that stays inside serves its target.
+    let outside = dir.with_extension("outside.txt");
+    std::fs::write(&outside, "private").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(dir.join("sub/app.js"), dir.join("alias.js")).unwrap();
+    let (status, body) = http_get(&addr, "/leak.txt").await;
+    assert!(status.contains(" 404"), "{status}");
+    assert!(!body.windows(7).any(|w| w == b"private"));
+    let (status, body) = http_get(&addr, "/alias.js").await;
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(body, b"let x = 1;");
+    std::fs::remove_file(&outside).unwrap();
     // The WebSocket endpoint still works beside the files.
     authed(&url, Generation::V2).await;
     std::fs::remove_dir_all(&dir).unwrap();

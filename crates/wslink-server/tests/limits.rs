@@ -16,7 +16,7 @@ use support::{bin, error_code, result, start, Peer};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message as Ws;
 use wslink_core::chunking::{chunk, ChunkHeader, HEADER_LEN};
-use wslink_core::protocol::codes;
+use wslink_core::protocol::{codes, hello_request};
 use wslink_core::{msgpack, Generation, Message, Request, Value};
 use wslink_server::{conformance, CallContext, HandlerError, Limits, Server};
 
@@ -295,6 +295,38 @@ async fn max_pending_messages() {
 }
 
 #[tokio::test]
+async fn announced_attachment_keys_follow_max_pending_messages() {
+    // 1.x keys announced and still waiting for their binary: 16 per
+    // allowed partial message (here 20 x 16 = 320).
+    let url = serve(Limits {
+        max_pending_messages: 20,
+        ..Limits::default()
+    })
+    .await;
+    let mut peer = authed(&url, Generation::V1).await;
+    let header = |n: usize| {
+        format!(
+            r#"{{"wslink":"1.0","method":"wslink.binary.attachment","args":["wslink_bin{n}"]}}"#
+        )
+    };
+    for n in 0..320 {
+        send_text(&mut peer, header(n)).await;
+    }
+    // At the limit the connection still works, and pairing still holds.
+    send_binary(&mut peer, vec![7u8; 3]).await;
+    send_text(
+        &mut peer,
+        r#"{"wslink":"1.0","id":"rpc:c0:1","method":"conformance.echo","args":["wslink_bin0"],"kwargs":{}}"#.into(),
+    )
+    .await;
+    assert_eq!(result(peer.recv().await.unwrap()), bin(&[7, 7, 7]));
+    // 319 keys wait now; two more are one over.
+    send_text(&mut peer, header(320)).await;
+    send_text(&mut peer, header(321)).await;
+    closed_with(&mut peer, 1008, "more than 320 attachment keys announced").await;
+}
+
+#[tokio::test]
 async fn max_pending_bytes() {
     // Four partial messages holding 1000 bytes each cost 4 x (1000 + 128).
     let held = 4 * (1000 + wslink_core::chunking::SEGMENT_OVERHEAD);
@@ -532,6 +564,38 @@ async fn hello_deadline() {
     assert!(opened.elapsed() >= Duration::from_millis(450));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sum = on_time
+        .call("conformance.add", vec![Value::from(1), Value::from(2)])
+        .await;
+    assert_eq!(result(sum), Value::from(3));
+}
+
+#[tokio::test]
+async fn the_hello_deadline_bounds_a_validator_that_never_answers() {
+    let server = conformance::builder()
+        .limits(Limits {
+            hello_deadline: Duration::from_millis(400),
+            ..Limits::default()
+        })
+        .validator(|secret: String, _client: String| async move {
+            if secret == "hang" {
+                std::future::pending::<()>().await;
+            }
+            secret == SECRET
+        })
+        .build();
+    let url = start(&server).await;
+    let mut hung = Peer::connect(&url, Generation::V2).await;
+    hung.send(&Message::Request(hello_request("hang"))).await;
+    let opened = Instant::now();
+    closed_with(&mut hung, 1008, "the validator did not answer").await;
+    assert!(
+        opened.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        opened.elapsed()
+    );
+    // The validator still admits a good secret on another connection.
+    let mut peer = authed(&url, Generation::V2).await;
+    let sum = peer
         .call("conformance.add", vec![Value::from(1), Value::from(2)])
         .await;
     assert_eq!(result(sum), Value::from(3));
