@@ -49,7 +49,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         .idle_timeout((args.timeout > 0).then(|| Duration::from_secs(args.timeout)));
     if let Some(dir) = args.content {
         if !dir.is_dir() {
-            eprintln!("--content {}: not a directory", dir.display());
+            eprintln!("wslink: --content {}: not a directory", dir.display());
             return ExitCode::from(2);
         }
         builder = builder.content(dir);
@@ -58,7 +58,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let listener = match server.bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("cannot listen on {}:{}: {e}", args.host, args.port);
+            eprintln!("wslink: cannot listen on {}:{}: {e}", args.host, args.port);
             return ExitCode::from(3);
         }
     };
@@ -90,7 +90,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     match listener.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("server stopped: {e}");
+            eprintln!("wslink: server stopped: {e}");
             ExitCode::from(5)
         }
     }

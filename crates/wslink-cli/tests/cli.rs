@@ -312,6 +312,19 @@ fn serve_refuses_a_content_path_that_is_not_a_directory() {
     assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
 }
 
+#[test]
+fn serve_says_when_its_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = wslink(&["serve", "--host", "127.0.0.1", "--port", &port]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("wslink: cannot listen on 127.0.0.1:") && err.contains(&port),
+        "{err}"
+    );
+}
+
 /// The same `wslink call` command lines print the same output against
 /// Kitware's Python 2.6.0 server and ours.
 #[test]

@@ -84,7 +84,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use wslink_core::chunking::UnchunkLimits;
 use wslink_core::codec::{v1, v2};
-use wslink_core::protocol::{self, codes, HelloReply};
+use wslink_core::protocol::{self, HelloReply};
 use wslink_core::Request;
 
 pub use error::Error;
@@ -466,10 +466,9 @@ impl ClientBuilder {
         };
         let hello = match reply {
             wslink_core::Message::Result { result, .. } => HelloReply::from_value(&result)
-                .ok_or_else(|| Error::Auth {
-                    url: self.url.clone(),
-                    code: codes::CLIENT_ERROR,
-                    message: format!("the hello reply has no client id: {result:?}"),
+                .ok_or_else(|| Error::Protocol {
+                    detail: format!("the hello reply has no client id: {result:?}"),
+                    source: None,
                 })?,
             wslink_core::Message::Error { error, .. } => {
                 let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
@@ -737,6 +736,29 @@ impl Client {
         args: impl Serialize,
         kwargs: impl Serialize,
     ) -> Result<R, Error> {
+        self.call_typed_with_timeout(method, args, kwargs, self.inner.call_timeout)
+            .await
+    }
+
+    /// [`call_typed_with_kwargs`](Client::call_typed_with_kwargs) with its own
+    /// time limit instead of the builder's.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: wslink_client::Client) -> Result<(), wslink_client::Error> {
+    /// use std::time::Duration;
+    /// let slept: u64 = client
+    ///     .call_typed_with_timeout("conformance.sleep", (50,), (), Duration::from_secs(1))
+    ///     .await?;
+    /// assert_eq!(slept, 50);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_typed_with_timeout<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        kwargs: impl Serialize,
+        timeout: Duration,
+    ) -> Result<R, Error> {
         let invalid = |reason: String| Error::InvalidArgs {
             method: method.to_owned(),
             reason,
@@ -761,7 +783,9 @@ impl Client {
                 )))
             }
         };
-        let result = self.call(method, args, kwargs).await?;
+        let result = self
+            .call_with_timeout(method, args, kwargs, timeout)
+            .await?;
         from_value(result).map_err(|source| Error::Decode {
             method: method.to_owned(),
             source,

@@ -201,10 +201,12 @@ async fn timeouts_default_and_per_call_and_late_replies_are_counted() {
         c.hello(None).await;
         let first = c.request().await;
         let second = c.request().await;
-        // Answer both, too late.
+        let typed = c.request().await;
+        // Answer all three, too late.
         tokio::time::sleep(Duration::from_millis(400)).await;
         c.reply(&first.id, Value::Nil).await;
         c.reply(&second.id, Value::Nil).await;
+        c.reply(&typed.id, Value::Nil).await;
         let third = c.request().await;
         c.reply(&third.id, Value::from("in time")).await;
         c.close_frame().await;
@@ -225,12 +227,20 @@ async fn timeouts_default_and_per_call_and_late_replies_are_counted() {
         .await
         .unwrap_err();
     assert!(matches!(&err, Error::Timeout { after, .. } if *after == Duration::from_millis(200)));
+    let err = c
+        .call_typed_with_timeout::<String>("slowest", (), (), Duration::from_millis(150))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Timeout { method, after } if method == "slowest" && *after == Duration::from_millis(150)),
+        "{err:?}"
+    );
     let ok = c
         .call_with_timeout("fine", vec![], vec![], LIMIT)
         .await
         .unwrap();
     assert_eq!(ok.as_str(), Some("in time"));
-    assert_eq!(c.stats().unknown_replies, 2);
+    assert_eq!(c.stats().unknown_replies, 3);
     c.close().await;
 }
 

@@ -572,6 +572,20 @@ async fn a_hello_reply_over_the_size_limit_fails_the_connect() {
     assert_protocol(&err, "over the size limit");
 }
 
+#[tokio::test]
+async fn a_hello_reply_without_a_client_id_is_a_protocol_error() {
+    let (url, _server) = serve(Generation::V2, |mut c| async move {
+        let hello = c.request().await;
+        c.reply(&hello.id, Value::from("welcome")).await;
+        c.close_frame().await;
+    })
+    .await;
+    let err = within(builder(&url, Generation::V2).connect())
+        .await
+        .unwrap_err();
+    assert_protocol(&err, "no client id");
+}
+
 // ---------------------------------------------------------------------------
 // Replies nobody asked for
 
