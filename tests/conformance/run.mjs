@@ -362,7 +362,11 @@ function judge(report, caseIds, limitations, client, server, generation) {
       if (limitation) problems.push([id, `passes but is listed in known-limitations.json: remove the entry (${limitation.reason})`]);
       else passed += 1;
     } else if (r.status === 'skip') {
+      // A skip never passes quietly: it must be a listed limitation, with
+      // its reason, or it counts as a failure.
       skipped += 1;
+      if (limitation) known.push([id, limitation.reason, `skipped: ${r.reason}`]);
+      else problems.push([id, `skipped, and not listed in known-limitations.json: ${r.reason || 'no reason given'}`]);
     } else if (limitation) {
       known.push([id, limitation.reason, r.reason]);
     } else {

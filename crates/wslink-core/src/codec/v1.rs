@@ -144,7 +144,7 @@ impl Default for DecodeLimits {
 /// Turns one connection's incoming 1.x frames into messages with their
 /// attachments in place.
 ///
-/// JSON nesting is bounded at 128 levels (serde_json's recursion limit).
+/// JSON nesting is bounded at 127 levels (serde_json's recursion limit).
 ///
 /// ```
 /// use bytes::Bytes;
