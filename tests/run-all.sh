@@ -38,6 +38,7 @@ stage "golden vectors: official decoders read our bytes" bash tests/golden/check
 stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
 stage "browser: image-stream demo in headless chromium" bash tests/browser/run.sh
+stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
 # After the browser stage: its chromium and playwright-core are needed here.
 stage "js-client: integration tests (our and the Python servers, Node and chromium)" bash -c "cd js-client && npm run test:integration"
 
