@@ -13,6 +13,23 @@ use wslink_core::Generation;
 ///
 /// Each is a hard limit: crossing it gets the offending message an error
 /// reply or the connection a close frame that says which limit it hit.
+///
+/// The defaults are documented in PROTOCOL.md section 5; change what the
+/// deployment needs and keep the rest:
+///
+/// ```
+/// use wslink_server::{Limits, Server};
+///
+/// // A viewer that uploads whole volumes: larger messages, fewer clients.
+/// let limits = Limits {
+///     max_message_size: 1 << 30,
+///     max_pending_bytes: 1 << 30,
+///     max_connections: 32,
+///     ..Limits::default()
+/// };
+/// let server = Server::builder().limits(limits).build();
+/// assert_eq!(server.config().limits.max_connections, 32);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest message accepted before a successful hello (wslink: 512 bytes,
@@ -116,6 +133,18 @@ impl Limits {
 ///
 /// Its `Debug` output shows `secret: "<redacted>"`, so logging the whole
 /// configuration never leaks the secret.
+///
+/// ```
+/// use wslink_server::{Server, ServerConfig};
+///
+/// let config = ServerConfig {
+///     secret: "from-the-environment".to_owned(),
+///     content: Some("./www".into()),
+///     ..ServerConfig::default()
+/// };
+/// let server = Server::builder().config(config).build();
+/// assert!(!format!("{:?}", server.config()).contains("from-the-environment"));
+/// ```
 #[derive(Clone)]
 pub struct ServerConfig {
     /// The shared secret clients send in their hello (`--authKey`).

@@ -8,6 +8,19 @@ use hyper::http::{HeaderMap, Uri};
 use crate::publisher::Publisher;
 
 /// The connection a call came in on: who, from where, with what HTTP request.
+///
+/// ```
+/// use wslink_server::Server;
+///
+/// // Refuse nothing, but note where browsers connect from.
+/// let server = Server::builder()
+///     .on_connect(|conn| {
+///         let origin = conn.headers().get("origin").and_then(|v| v.to_str().ok());
+///         tracing::info!(client = conn.client_id(), peer = ?conn.peer_addr(), ?origin, "connected");
+///     })
+///     .build();
+/// # drop(server);
+/// ```
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub(crate) client_id: Arc<str>,
@@ -39,6 +52,19 @@ impl ConnectionInfo {
 }
 
 /// Handed to every handler: the caller's connection and a publisher.
+///
+/// ```
+/// use wslink_server::{CallContext, HandlerError, Server};
+///
+/// let server = Server::builder()
+///     .method("session.whoami", |ctx: CallContext, (): ()| async move {
+///         // The upgrade request's query string, e.g. ?user=ada
+///         let query = ctx.connection().uri().query().unwrap_or("").to_owned();
+///         Ok::<_, HandlerError>((ctx.client_id().to_owned(), ctx.method().to_owned(), query))
+///     })
+///     .build();
+/// # drop(server);
+/// ```
 #[derive(Clone)]
 pub struct CallContext {
     pub(crate) connection: Arc<ConnectionInfo>,

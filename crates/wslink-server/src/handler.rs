@@ -43,6 +43,23 @@ enum Kind {
 
 impl HandlerError {
     /// An exception with this message.
+    ///
+    /// The client gets wslink's exception reply: code -32001, message
+    /// `Exception raised`, and this text in `data.exception`.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("file.open", |_ctx: CallContext, (path,): (String,)| async move {
+    ///         if path.is_empty() {
+    ///             return Err(HandlerError::msg("no path given"));
+    ///         }
+    ///         Ok(path.len())
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn msg(message: impl fmt::Display) -> Self {
         HandlerError {
             kind: Kind::Exception {
@@ -53,6 +70,18 @@ impl HandlerError {
     }
 
     /// An error reply with an application-defined code, message and data.
+    ///
+    /// ```
+    /// use wslink_server::{HandlerError, Value};
+    ///
+    /// // A code of the application's own, with details the client can act on.
+    /// let busy = HandlerError::rpc(
+    ///     -31000,
+    ///     "renderer busy",
+    ///     Some(Value::map([("retry_ms", Value::from(250))])),
+    /// );
+    /// assert!(busy.to_string().contains("renderer busy"));
+    /// ```
     pub fn rpc(code: i64, message: impl Into<String>, data: Option<Value>) -> Self {
         let mut error = RpcError::new(code, message);
         error.data = data;
@@ -169,6 +198,11 @@ pub struct Methods {
 
 impl Methods {
     /// An empty set.
+    ///
+    /// ```
+    /// let methods = wslink_server::Methods::new();
+    /// assert!(methods.names().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -185,6 +219,20 @@ impl Methods {
     /// # Panics
     /// If `name` is already registered: two handlers for one name is a
     /// programming error best caught at start-up.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// let mut methods = Methods::new();
+    /// methods
+    ///     .add("math.neg", |_ctx: CallContext, (x,): (f64,)| async move {
+    ///         Ok::<_, HandlerError>(-x)
+    ///     })
+    ///     .add("math.pi", |_ctx: CallContext, (): ()| async {
+    ///         Ok::<_, HandlerError>(std::f64::consts::PI)
+    ///     });
+    /// assert_eq!(methods.names(), ["math.neg", "math.pi"]);
+    /// ```
     pub fn add<P, R, E, F, Fut>(&mut self, name: &str, handler: F) -> &mut Self
     where
         F: Fn(CallContext, P) -> Fut + Send + Sync + 'static,

@@ -21,6 +21,14 @@ pub(crate) struct Metrics {
 }
 
 /// A copy of the server's counters at one moment.
+///
+/// It serializes, so a status endpoint or a log line can take it as it is:
+///
+/// ```
+/// let server = wslink_server::Server::builder().build();
+/// let json = serde_json::to_string(&server.metrics()).unwrap();
+/// assert!(json.contains("\"connections_open\":0"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct MetricsSnapshot {
     /// WebSocket connections open now.

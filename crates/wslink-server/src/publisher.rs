@@ -16,11 +16,22 @@ use crate::wire::OutFrame;
 
 /// What a client's queue does with a topic's messages when the client reads
 /// more slowly than they are published.
+///
+/// ```
+/// use wslink_server::{Server, TopicPolicy};
+///
+/// let server = Server::builder()
+///     .topic_policy("viewport.image", TopicPolicy::KeepLatest)
+///     .build();
+/// // Any other topic queues every message (the default).
+/// server.publisher().set_topic_policy("log.lines", TopicPolicy::Queue);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TopicPolicy {
     /// Queue every message, in order; a client whose queue reaches the bound
     /// is disconnected with close code 1008 and a reason. Nothing is dropped
-    /// silently. The default.
+    /// silently: replies still queued for it go with the connection, and
+    /// its calls in flight fail on its side as closed. The default.
     #[default]
     Queue,
     /// Keep only the newest queued message of the topic: an older one not yet
@@ -30,6 +41,16 @@ pub enum TopicPolicy {
 }
 
 /// Why a publish did not go out.
+///
+/// ```
+/// use wslink_server::{PublishError, Server};
+///
+/// let publisher = Server::builder().build().publisher();
+/// // npm wslink clients route publishes by `\w+(\.\w+)*`: a topic with a
+/// // space would be dropped on their side, so it is refused here.
+/// let err = publisher.publish("bad topic", &1).unwrap_err();
+/// assert!(matches!(err, PublishError::InvalidTopic(_)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// The topic would be dropped by wslink clients (see [`ids`]).
@@ -84,6 +105,17 @@ enum Audience<'a> {
 impl Publisher {
     /// Publishes `message` on `topic` to every authenticated client;
     /// returns how many clients it was queued for.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Progress { done: u32, total: u32 }
+    ///
+    /// let publisher = Server::builder().build().publisher();
+    /// let queued = publisher.publish("job.progress", &Progress { done: 3, total: 10 }).unwrap();
+    /// assert_eq!(queued, 0); // nobody connected in this example
+    /// ```
     pub fn publish<T: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -93,6 +125,22 @@ impl Publisher {
     }
 
     /// Publishes to one client only (if it is connected and authenticated).
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// // Answer now, then tell only the caller when the work is done.
+    /// let server = Server::builder()
+    ///     .method("job.start", |ctx: CallContext, (): ()| async move {
+    ///         let (publisher, me) = (ctx.publisher().clone(), ctx.client_id().to_owned());
+    ///         tokio::spawn(async move {
+    ///             let _ = publisher.publish_to(&me, "job.done", &true);
+    ///         });
+    ///         Ok::<_, HandlerError>("started")
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn publish_to<T: Serialize + ?Sized>(
         &self,
         client_id: &str,
@@ -105,6 +153,21 @@ impl Publisher {
     /// Publishes to every authenticated client except the one that made the
     /// most recent call (wslink's `skip_last_active_client`): the caller
     /// already has the change it caused.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("camera.move", |ctx: CallContext, (x, y): (f64, f64)| async move {
+    ///         // Every other viewer follows; the one that moved the camera knows.
+    ///         ctx.publisher()
+    ///             .publish_skip_last_active("camera.changed", &(x, y))
+    ///             .map_err(HandlerError::msg)?;
+    ///         Ok::<_, HandlerError>(())
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn publish_skip_last_active<T: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -115,6 +178,13 @@ impl Publisher {
 
     /// Sets what slow clients' queues do with `topic` (default:
     /// [`TopicPolicy::Queue`]).
+    ///
+    /// ```
+    /// use wslink_server::{Server, TopicPolicy};
+    ///
+    /// let publisher = Server::builder().build().publisher();
+    /// publisher.set_topic_policy("viewport.image", TopicPolicy::KeepLatest);
+    /// ```
     pub fn set_topic_policy(&self, topic: &str, policy: TopicPolicy) {
         self.shared
             .topic_policies

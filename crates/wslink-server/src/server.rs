@@ -28,6 +28,16 @@ type ConnectHook = Arc<dyn Fn(&ConnectionInfo) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Why the server could not start or keep running.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let server = wslink_server::Server::builder().build();
+/// let taken = server.bind("127.0.0.1:0").await.unwrap();
+/// let again = server.bind(taken.local_addr()).await;
+/// assert!(matches!(again, Err(wslink_server::ServerError::Bind { .. })));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The listening socket could not be bound.
@@ -151,6 +161,26 @@ pub struct Server {
 }
 
 /// Builds a [`Server`].
+///
+/// Every setting has a default, so a server needs only its methods:
+///
+/// ```
+/// use std::time::Duration;
+/// use wslink_server::{CallContext, HandlerError, Limits, Server, TopicPolicy};
+///
+/// let server = Server::builder()
+///     .secret("not-the-default")
+///     .ws_endpoint("/api/ws")
+///     .method("echo", |_ctx: CallContext, (text,): (String,)| async move {
+///         Ok::<_, HandlerError>(text)
+///     })
+///     .topic_policy("viewport.image", TopicPolicy::KeepLatest)
+///     .idle_timeout(Some(Duration::from_secs(300)))
+///     .limits(Limits { max_connections: 64, ..Limits::default() })
+///     .build();
+/// assert_eq!(server.config().ws_endpoint, "/api/ws");
+/// assert_eq!(server.method_names(), ["echo"]);
+/// ```
 pub struct ServerBuilder {
     config: ServerConfig,
     methods: Methods,
@@ -162,6 +192,11 @@ pub struct ServerBuilder {
 
 impl ServerBuilder {
     /// The hello secret (`--authKey`); `wslink-secret` by default.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().secret("s3cr3t").build();
+    /// assert_eq!(server.config().secret, "s3cr3t");
+    /// ```
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.config.secret = secret.into();
         self
@@ -169,6 +204,22 @@ impl ServerBuilder {
 
     /// Replaces the secret check by an async validator of
     /// `(secret, client_id)`, e.g. to look a token up elsewhere.
+    ///
+    /// The validator runs within the hello deadline
+    /// ([`Limits::hello_deadline`]); one that has not answered by then gets
+    /// the connection closed with 1008.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .validator(|token: String, _client_id: String| async move {
+    ///         // Stands in for a look-up in a session store.
+    ///         token.starts_with("tok-") && token.len() == 12
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn validator<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(String, String) -> Fut + Send + Sync + 'static,
@@ -179,6 +230,28 @@ impl ServerBuilder {
     }
 
     /// Registers one method (see [`Methods::add`]).
+    ///
+    /// Parameters are any `Deserialize` type: a tuple binds the positional
+    /// arguments, a struct binds positional arguments in field order or keyword
+    /// arguments by name.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Resize { width: u32, height: u32 }
+    ///
+    /// let server = Server::builder()
+    ///     // resize(640, 360) and resize(width=640, height=360) both reach this.
+    ///     .method("view.resize", |_ctx: CallContext, r: Resize| async move {
+    ///         if r.width == 0 || r.height == 0 {
+    ///             return Err(HandlerError::msg("a view cannot be empty"));
+    ///         }
+    ///         Ok(r.width * r.height)
+    ///     })
+    ///     .build();
+    /// assert_eq!(server.method_names(), ["view.resize"]);
+    /// ```
     pub fn method<P, R, E, F, Fut>(mut self, name: &str, handler: F) -> Self
     where
         F: Fn(CallContext, P) -> Fut + Send + Sync + 'static,
@@ -192,12 +265,39 @@ impl ServerBuilder {
     }
 
     /// Adds a set of methods.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods, Server};
+    ///
+    /// let mut time = Methods::new();
+    /// time.add("time.zero", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(0) });
+    /// let server = Server::builder().methods(time).build();
+    /// assert_eq!(server.method_names(), ["time.zero"]);
+    /// ```
     pub fn methods(mut self, methods: Methods) -> Self {
         self.methods.merge(methods);
         self
     }
 
     /// Adds a [`LinkProtocol`]: its methods and its hooks.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wslink_server::{CallContext, HandlerError, LinkProtocol, Methods, Server};
+    ///
+    /// struct Counter;
+    ///
+    /// impl LinkProtocol for Counter {
+    ///     fn register(self: Arc<Self>, methods: &mut Methods) {
+    ///         methods.add("counter.zero", |_ctx: CallContext, (): ()| async {
+    ///             Ok::<_, HandlerError>(0u64)
+    ///         });
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder().protocol(Counter).build();
+    /// assert_eq!(server.method_names(), ["counter.zero"]);
+    /// ```
     pub fn protocol<P: LinkProtocol>(mut self, protocol: P) -> Self {
         let protocol = Arc::new(protocol);
         protocol.clone().register(&mut self.methods);
@@ -209,24 +309,54 @@ impl ServerBuilder {
     }
 
     /// Called when a client connects, before its hello.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .on_connect(|conn| tracing::info!(client = conn.client_id(), uri = %conn.uri(), "connected"))
+    ///     .on_close(|client_id| tracing::info!(client = client_id, "gone"))
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn on_connect(mut self, f: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
         self.on_connect.push(Arc::new(f));
         self
     }
 
     /// Called with the client id when a connection ends.
+    ///
+    /// See [`ServerBuilder::on_connect`] for an example.
     pub fn on_close(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_close.push(Arc::new(f));
         self
     }
 
     /// Sets a topic's slow-client policy.
+    ///
+    /// ```
+    /// use wslink_server::{Server, TopicPolicy};
+    ///
+    /// // A slow viewer gets the newest frame, never a backlog of old ones.
+    /// let server = Server::builder()
+    ///     .topic_policy("viewport.image", TopicPolicy::KeepLatest)
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn topic_policy(mut self, topic: &str, policy: TopicPolicy) -> Self {
         self.policies.insert(topic.to_owned(), policy);
         self
     }
 
     /// Serves the files of `dir` over HTTP on the same port (`--content`).
+    ///
+    /// Paths are resolved under `dir` only: `..`, encoded separators and
+    /// symbolic links that lead out of it get 400 or 404.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().content("./www").build();
+    /// assert_eq!(server.config().content.as_deref(), Some(std::path::Path::new("./www")));
+    /// ```
     pub fn content(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.content = Some(dir.into());
         self
@@ -267,6 +397,20 @@ impl ServerBuilder {
     }
 
     /// Resource limits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wslink_server::{Limits, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .limits(Limits {
+    ///         max_message_size: 16 << 20,
+    ///         hello_deadline: Duration::from_secs(5),
+    ///         ..Limits::default()
+    ///     })
+    ///     .build();
+    /// assert_eq!(server.config().limits.max_message_size, 16 << 20);
+    /// ```
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;
         self
@@ -304,6 +448,11 @@ impl ServerBuilder {
 
 impl Server {
     /// Starts building a server.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// assert!(server.method_names().is_empty());
+    /// ```
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             config: ServerConfig::default(),
@@ -316,6 +465,13 @@ impl Server {
     }
 
     /// A publisher for this server.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// let publisher = server.publisher();
+    /// // No client is connected yet, so nobody is sent this.
+    /// assert_eq!(publisher.publish("status", &"ready").unwrap(), 0);
+    /// ```
     pub fn publisher(&self) -> Publisher {
         Publisher {
             shared: self.shared.clone(),
@@ -323,6 +479,12 @@ impl Server {
     }
 
     /// The server's counters now.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// let m = server.metrics();
+    /// assert_eq!((m.connections_open, m.calls), (0, 0));
+    /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot()
     }
@@ -359,6 +521,19 @@ impl Server {
     /// Starts a graceful shutdown: no new connections; each connection stops
     /// reading, finishes its in-flight calls, flushes its queue and closes
     /// with 1001, all within the configured grace period.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_server::ServerError> {
+    /// let server = wslink_server::Server::builder().build();
+    /// let stopper = server.clone();
+    /// tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     stopper.shutdown();
+    /// });
+    /// // Returns once the shutdown is done.
+    /// server.serve("127.0.0.1:8080").await
+    /// # }
+    /// ```
     pub fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
     }
@@ -371,6 +546,18 @@ impl Server {
     }
 
     /// Binds a listener; [`Listener::run`] then serves on it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wslink_server::ServerError> {
+    /// let server = wslink_server::Server::builder().build();
+    /// // Port 0: the system picks a free one, which local_addr() reports.
+    /// let listener = server.bind("127.0.0.1:0").await?;
+    /// assert_ne!(listener.local_addr().port(), 0);
+    /// server.shutdown();
+    /// listener.run().await
+    /// # }
+    /// ```
     pub async fn bind(
         &self,
         addr: impl ToSocketAddrs + std::fmt::Debug,
@@ -389,6 +576,12 @@ impl Server {
     }
 
     /// Binds `addr` and serves until shutdown.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_server::ServerError> {
+    /// wslink_server::Server::builder().build().serve("0.0.0.0:8080").await
+    /// # }
+    /// ```
     pub async fn serve(
         &self,
         addr: impl ToSocketAddrs + std::fmt::Debug,
