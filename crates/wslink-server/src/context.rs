@@ -31,21 +31,99 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     /// The client id this connection was given (`c` and 32 hex digits).
+    ///
+    /// It is the same id handlers see as [`CallContext::client_id`] and
+    /// [`ServerBuilder::on_close`](crate::ServerBuilder::on_close) is given,
+    /// so it keys per-client state across all three:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Instant;
+    /// use wslink_server::Server;
+    ///
+    /// let since: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    /// let (joined, left) = (since.clone(), since.clone());
+    /// let server = Server::builder()
+    ///     .on_connect(move |conn| {
+    ///         joined.lock().unwrap().insert(conn.client_id().to_owned(), Instant::now());
+    ///     })
+    ///     .on_close(move |client_id| {
+    ///         if let Some(t) = left.lock().unwrap().remove(client_id) {
+    ///             tracing::info!(client = client_id, stayed = ?t.elapsed(), "left");
+    ///         }
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
 
     /// The peer's address, when the transport has one.
+    ///
+    /// A server embedded with
+    /// [`Server::handle_request`](crate::Server::handle_request) and no
+    /// address given has none; behind a reverse proxy it is the proxy's.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .on_connect(|conn| match conn.peer_addr() {
+    ///         Some(addr) if !addr.ip().is_loopback() => {
+    ///             tracing::info!(%addr, "remote viewer connected");
+    ///         }
+    ///         _ => {}
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
     }
 
     /// The URI of the WebSocket upgrade request (query string included).
+    ///
+    /// The query string is how a page passes what its npm client's hello
+    /// cannot, such as which dataset it opened:
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .on_connect(|conn| {
+    ///         // ws://host/ws?dataset=head.vti
+    ///         let dataset = conn
+    ///             .uri()
+    ///             .query()
+    ///             .into_iter()
+    ///             .flat_map(|q| q.split('&'))
+    ///             .find_map(|pair| pair.strip_prefix("dataset="));
+    ///         tracing::info!(client = conn.client_id(), ?dataset, "connected");
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
 
     /// The headers of the WebSocket upgrade request (cookies, origin, ...).
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .on_connect(|conn| {
+    ///         // Behind a proxy the peer address is the proxy's; it passes the
+    ///         // browser's own in a header.
+    ///         let forwarded = conn.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    ///         tracing::info!(client = conn.client_id(), ?forwarded, "connected");
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -74,21 +152,87 @@ pub struct CallContext {
 
 impl CallContext {
     /// The calling client's id.
+    ///
+    /// The address for [`Publisher::publish_to`], and the key for state
+    /// kept per client:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::{Arc, Mutex};
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// let names: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    /// let mut methods = Methods::new();
+    /// methods.add_with(names, "chat.nick", |names, ctx: CallContext, (nick,): (String,)| async move {
+    ///     let old = names.lock().unwrap().insert(ctx.client_id().to_owned(), nick);
+    ///     Ok::<_, HandlerError>(old)
+    /// });
+    /// # assert!(methods.contains("chat.nick"));
+    /// ```
     pub fn client_id(&self) -> &str {
         &self.connection.client_id
     }
 
     /// The calling connection.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("admin.reset", |ctx: CallContext, (): ()| async move {
+    ///         // Only from the machine itself, whatever the secret said.
+    ///         let local = ctx.connection().peer_addr().is_some_and(|a| a.ip().is_loopback());
+    ///         if !local {
+    ///             return Err(HandlerError::rpc(-32003, "admin calls are local only", None));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn connection(&self) -> &ConnectionInfo {
         &self.connection
     }
 
     /// The method being called.
+    ///
+    /// One handler can serve several names and still tell them apart:
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// async fn step(ctx: CallContext, (): ()) -> Result<i32, HandlerError> {
+    ///     Ok(if ctx.method() == "time.next" { 1 } else { -1 })
+    /// }
+    ///
+    /// let mut methods = Methods::new();
+    /// methods.add("time.next", step).add("time.previous", step);
+    /// assert_eq!(methods.names(), ["time.next", "time.previous"]);
+    /// ```
     pub fn method(&self) -> &str {
         &self.method
     }
 
     /// A publisher for this server, to send to one client or to all.
+    ///
+    /// The same as [`Server::publisher`](crate::Server::publisher), without
+    /// having to capture the server in every handler:
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("chat.say", |ctx: CallContext, (text,): (String,)| async move {
+    ///         let sent = ctx
+    ///             .publisher()
+    ///             .publish("chat.line", &(ctx.client_id(), text))
+    ///             .map_err(HandlerError::msg)?;
+    ///         // Tell the speaker how many heard it.
+    ///         Ok::<_, HandlerError>(sent)
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn publisher(&self) -> &Publisher {
         &self.publisher
     }

@@ -299,6 +299,26 @@ impl Methods {
     ///
     /// # Panics
     /// If a name is in both sets.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// // Each module of an app exports its own set; main puts them together.
+    /// fn scene() -> Methods {
+    ///     let mut m = Methods::new();
+    ///     m.add("scene.reset", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(()) });
+    ///     m
+    /// }
+    /// fn camera() -> Methods {
+    ///     let mut m = Methods::new();
+    ///     m.add("camera.home", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(()) });
+    ///     m
+    /// }
+    ///
+    /// let mut all = scene();
+    /// all.merge(camera());
+    /// assert_eq!(all.names(), ["camera.home", "scene.reset"]);
+    /// ```
     pub fn merge(&mut self, other: Methods) -> &mut Self {
         for (name, h) in other.map {
             if self.map.insert(name.clone(), h).is_some() {
@@ -309,11 +329,40 @@ impl Methods {
     }
 
     /// `true` if `name` has a handler.
+    ///
+    /// [`Methods::add`] panics on a name taken twice; checking first lets
+    /// optional methods give way to ones already there:
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// let mut methods = Methods::new();
+    /// methods.add("app.version", |_ctx: CallContext, (): ()| async {
+    ///     Ok::<_, HandlerError>("2.1.0")
+    /// });
+    /// if !methods.contains("app.version") {
+    ///     methods.add("app.version", |_ctx: CallContext, (): ()| async {
+    ///         Ok::<_, HandlerError>("unknown")
+    ///     });
+    /// }
+    /// assert_eq!(methods.names(), ["app.version"]);
+    /// ```
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
 
     /// The registered names, sorted.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Methods};
+    ///
+    /// let mut methods = Methods::new();
+    /// methods
+    ///     .add("z.last", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(()) })
+    ///     .add("a.first", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(()) });
+    /// // Sorted whatever the order of registration, so output is reproducible.
+    /// assert_eq!(methods.names(), ["a.first", "z.last"]);
+    /// ```
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.map.keys().map(String::as_str).collect();
         names.sort_unstable();
@@ -347,11 +396,47 @@ impl Methods {
 /// ```
 pub trait LinkProtocol: Send + Sync + 'static {
     /// Adds this protocol's methods.
+    ///
+    /// Called once, by [`ServerBuilder::protocol`](crate::ServerBuilder::protocol).
+    /// `self` comes as an `Arc` so that handlers can keep the protocol's
+    /// state alive; the example on [`LinkProtocol`] hands it to
+    /// [`Methods::add_with`].
     fn register(self: Arc<Self>, methods: &mut Methods);
 
     /// A client connected (before its hello).
+    ///
+    /// Both hooks do nothing unless overridden. Together they let a
+    /// protocol keep state per client, next to the methods that use it:
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::sync::{Arc, Mutex};
+    /// use wslink_server::{CallContext, ConnectionInfo, HandlerError, LinkProtocol, Methods, Server};
+    ///
+    /// #[derive(Default)]
+    /// struct Presence { online: Mutex<HashSet<String>> }
+    ///
+    /// impl LinkProtocol for Presence {
+    ///     fn register(self: Arc<Self>, methods: &mut Methods) {
+    ///         methods.add_with(self, "presence.count", |me, _ctx: CallContext, (): ()| async move {
+    ///             Ok::<_, HandlerError>(me.online.lock().unwrap().len())
+    ///         });
+    ///     }
+    ///     fn on_connect(&self, connection: &ConnectionInfo) {
+    ///         self.online.lock().unwrap().insert(connection.client_id().to_owned());
+    ///     }
+    ///     fn on_close(&self, client_id: &str) {
+    ///         self.online.lock().unwrap().remove(client_id);
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder().protocol(Presence::default()).build();
+    /// assert_eq!(server.method_names(), ["presence.count"]);
+    /// ```
     fn on_connect(&self, _connection: &ConnectionInfo) {}
 
-    /// A client's connection ended.
+    /// A client's connection ended (whether or not it completed its hello).
+    ///
+    /// See [`LinkProtocol::on_connect`] for an example of both hooks.
     fn on_close(&self, _client_id: &str) {}
 }

@@ -29,6 +29,22 @@ pub(crate) struct Metrics {
 /// let json = serde_json::to_string(&server.metrics()).unwrap();
 /// assert!(json.contains("\"connections_open\":0"));
 /// ```
+///
+/// Every counter but `connections_open` only grows, so a rate over an
+/// interval is the difference of two snapshots:
+///
+/// ```
+/// use wslink_server::MetricsSnapshot;
+///
+/// fn calls_per_second(before: &MetricsSnapshot, after: &MetricsSnapshot, secs: f64) -> f64 {
+///     (after.calls - before.calls) as f64 / secs
+/// }
+///
+/// let server = wslink_server::Server::builder().build();
+/// let before = server.metrics();
+/// let after = server.metrics();
+/// assert_eq!(calls_per_second(&before, &after, 10.0), 0.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct MetricsSnapshot {
     /// WebSocket connections open now.

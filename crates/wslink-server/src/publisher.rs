@@ -78,18 +78,20 @@ pub enum PublishError {
 /// client has been sent it; queue bounds count it in full for each client.
 /// Other binary (plain `Bytes`, `Vec<u8>`) is copied into the message once.
 ///
-/// ```no_run
-/// # async fn demo() {
+/// ```
 /// use wslink_server::{Server, TopicPolicy};
+///
 /// let server = Server::builder().build();
 /// let publisher = server.publisher();
 /// publisher.set_topic_policy("viewport.image", TopicPolicy::KeepLatest);
-/// std::thread::spawn(move || {
+/// // A render thread outside the runtime publishes straight away: no
+/// // handle to the runtime and no await needed.
+/// let renderer = std::thread::spawn(move || {
 ///     // SharedBytes (or Value::Bin): sent to every 2.x client without a copy.
 ///     let frame = wslink_server::SharedBytes::from(vec![0u8; 1 << 20]);
-///     publisher.publish("viewport.image", &frame).unwrap();
+///     publisher.publish("viewport.image", &frame)
 /// });
-/// # }
+/// assert_eq!(renderer.join().unwrap().unwrap(), 0);
 /// ```
 #[derive(Clone)]
 pub struct Publisher {
@@ -139,7 +141,10 @@ impl Publisher {
     ///         Ok::<_, HandlerError>("started")
     ///     })
     ///     .build();
-    /// # drop(server);
+    ///
+    /// // A client that has gone meanwhile is not an error: nobody is sent it.
+    /// let queued = server.publisher().publish_to("c-long-gone", "job.done", &true).unwrap();
+    /// assert_eq!(queued, 0);
     /// ```
     pub fn publish_to<T: Serialize + ?Sized>(
         &self,

@@ -23,6 +23,31 @@ use crate::outbound::Outbound;
 use crate::publisher::{Publisher, TopicPolicy};
 
 /// Decides whether a hello's secret is good: `(secret, client_id)`.
+///
+/// [`ServerBuilder::validator`] builds one from an async closure, which is
+/// the usual way; the type is spelled out for code that keeps or passes
+/// validators around before a server exists.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wslink_server::{Server, Validator};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // One policy, chosen at start-up, shared by every server the process runs.
+/// let allow_list: Validator = Arc::new(|secret, _client_id| {
+///     Box::pin(async move { ["alpha", "beta"].contains(&secret.as_str()) })
+/// });
+/// assert!(allow_list("alpha".into(), "c0".into()).await);
+/// assert!(!allow_list("gamma".into(), "c0".into()).await);
+///
+/// let check = allow_list.clone();
+/// let server = Server::builder()
+///     .validator(move |secret, client_id| check(secret, client_id))
+///     .build();
+/// # drop(server);
+/// # }
+/// ```
 pub type Validator = Arc<dyn Fn(String, String) -> BoxFuture<bool> + Send + Sync>;
 type ConnectHook = Arc<dyn Fn(&ConnectionInfo) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -326,7 +351,32 @@ impl ServerBuilder {
 
     /// Called with the client id when a connection ends.
     ///
-    /// See [`ServerBuilder::on_connect`] for an example.
+    /// It runs for every connection that [`on_connect`](Self::on_connect)
+    /// saw, authenticated or not, so it is the place to drop per-client
+    /// state:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::{Arc, Mutex};
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let selections: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    /// let (on_select, on_leave) = (selections.clone(), selections.clone());
+    /// let server = Server::builder()
+    ///     .method("scene.select", move |ctx: CallContext, (id,): (u32,)| {
+    ///         let selections = on_select.clone();
+    ///         async move {
+    ///             selections.lock().unwrap().insert(ctx.client_id().to_owned(), id);
+    ///             Ok::<_, HandlerError>(())
+    ///         }
+    ///     })
+    ///     // Without this, every client that ever connected would stay in the map.
+    ///     .on_close(move |client_id| {
+    ///         on_leave.lock().unwrap().remove(client_id);
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
     pub fn on_close(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_close.push(Arc::new(f));
         self
@@ -363,6 +413,14 @@ impl ServerBuilder {
     }
 
     /// The WebSocket path (`--ws-endpoint`), `/ws` by default.
+    ///
+    /// A missing leading `/` is added, so a value taken from a command line
+    /// as wslink's Python server takes it works as is:
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().ws_endpoint("paraview").build();
+    /// assert_eq!(server.config().ws_endpoint, "/paraview");
+    /// ```
     pub fn ws_endpoint(mut self, path: impl Into<String>) -> Self {
         let mut path = path.into();
         if !path.starts_with('/') {
@@ -373,24 +431,68 @@ impl ServerBuilder {
     }
 
     /// Stops the server after this long without clients (`--timeout`).
+    ///
+    /// The clock starts when the server starts and again each time the last
+    /// client leaves; `None` (the default) never stops. A launcher that
+    /// starts one server per session uses it to reclaim abandoned ones:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let server = wslink_server::Server::builder()
+    ///     .idle_timeout(Some(Duration::from_secs(300)))
+    ///     .build();
+    /// assert_eq!(server.config().idle_timeout, Some(Duration::from_secs(300)));
+    /// ```
+    ///
+    /// [`Server::serve`] shows it ending a server.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
         self
     }
 
     /// Speaks only this generation instead of detecting it per connection.
+    ///
+    /// ```
+    /// use wslink_server::{Generation, Server};
+    ///
+    /// // A deployment whose every page still ships the 1.x npm client.
+    /// let server = Server::builder().generation(Generation::V1).build();
+    /// assert_eq!(server.config().generation, Some(Generation::V1));
+    /// ```
     pub fn generation(mut self, generation: Generation) -> Self {
         self.config.generation = Some(generation);
         self
     }
 
-    /// Ping interval (`None` turns keepalive off).
+    /// Ping interval (`None` turns keepalive off); 30 s by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A proxy in front drops sockets idle for 20 s: ping more often than that.
+    /// let server = wslink_server::Server::builder()
+    ///     .keepalive(Some(Duration::from_secs(10)))
+    ///     .build();
+    /// assert_eq!(server.config().keepalive, Some(Duration::from_secs(10)));
+    /// ```
     pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
         self.config.keepalive = interval;
         self
     }
 
-    /// How long a graceful shutdown waits for in-flight calls and queues.
+    /// How long a graceful shutdown waits for in-flight calls and queues;
+    /// 5 s by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // Renders can take a while; let the last ones reach their viewers.
+    /// let server = wslink_server::Server::builder()
+    ///     .shutdown_grace(Duration::from_secs(20))
+    ///     .build();
+    /// assert_eq!(server.config().shutdown_grace, Duration::from_secs(20));
+    /// ```
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.config.shutdown_grace = grace;
         self
@@ -417,12 +519,45 @@ impl ServerBuilder {
     }
 
     /// Replaces the whole configuration.
+    ///
+    /// Settings made before this call are overwritten; later ones apply on
+    /// top of it:
+    ///
+    /// ```
+    /// use wslink_server::{Server, ServerConfig};
+    ///
+    /// let loaded = ServerConfig { ws_endpoint: "/from-file".into(), ..ServerConfig::default() };
+    /// let server = Server::builder()
+    ///     .ws_endpoint("/lost")
+    ///     .config(loaded)
+    ///     .secret("from-the-environment")
+    ///     .build();
+    /// assert_eq!(server.config().ws_endpoint, "/from-file");
+    /// assert_eq!(server.config().secret, "from-the-environment");
+    /// ```
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
     }
 
     /// Finishes the server.
+    ///
+    /// Nothing is bound yet: that is [`Server::bind`] or [`Server::serve`].
+    /// The builder is a plain value, so it can be put together in steps:
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let debug = std::env::var_os("APP_DEBUG").is_some();
+    /// let mut builder = Server::builder().secret("s3cr3t");
+    /// if debug {
+    ///     builder = builder.method("debug.ping", |_ctx: CallContext, (): ()| async {
+    ///         Ok::<_, HandlerError>("pong")
+    ///     });
+    /// }
+    /// let server = builder.build();
+    /// assert_eq!(server.method_names().len(), usize::from(debug));
+    /// ```
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(false);
         Server {
@@ -490,11 +625,29 @@ impl Server {
     }
 
     /// The configuration in force.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// // What a Python wslink server would use with no options given.
+    /// assert_eq!(server.config().ws_endpoint, "/ws");
+    /// assert_eq!(server.config().secret, "wslink-secret");
+    /// ```
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
     }
 
     /// Registered method names, sorted.
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("b.second", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(2) })
+    ///     .method("a.first", |_ctx: CallContext, (): ()| async { Ok::<_, HandlerError>(1) })
+    ///     .build();
+    /// // Sorted, so a start-up log line or a test can compare it as is.
+    /// assert_eq!(server.method_names(), ["a.first", "b.second"]);
+    /// ```
     pub fn method_names(&self) -> Vec<String> {
         self.shared
             .methods
@@ -505,6 +658,18 @@ impl Server {
     }
 
     /// Ids of the authenticated clients connected now.
+    ///
+    /// A connection that has not completed its hello is not listed: it
+    /// cannot be published to yet either.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// let publisher = server.publisher();
+    /// for id in server.client_ids() {
+    ///     publisher.publish_to(&id, "notice", &"maintenance in 5 minutes").unwrap();
+    /// }
+    /// assert!(server.client_ids().is_empty());
+    /// ```
     pub fn client_ids(&self) -> Vec<String> {
         let clients = self
             .shared
@@ -522,16 +687,23 @@ impl Server {
     /// reading, finishes its in-flight calls, flushes its queue and closes
     /// with 1001, all within the configured grace period.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), wslink_server::ServerError> {
+    /// Any clone can ask for it, from any task; [`Server::serve`] (or
+    /// [`Listener::run`]) returns once it is done. Asking twice is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wslink_server::ServerError> {
     /// let server = wslink_server::Server::builder().build();
     /// let stopper = server.clone();
     /// tokio::spawn(async move {
-    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     // An app would wait for tokio::signal::ctrl_c() here.
+    ///     tokio::task::yield_now().await;
     ///     stopper.shutdown();
     /// });
-    /// // Returns once the shutdown is done.
-    /// server.serve("127.0.0.1:8080").await
+    /// server.serve("127.0.0.1:0").await?;
+    /// // Late callers (a second signal, say) need no guard.
+    /// server.shutdown();
+    /// # Ok(())
     /// # }
     /// ```
     pub fn shutdown(&self) {
@@ -540,6 +712,32 @@ impl Server {
 
     /// Resolves once a shutdown has been asked for (by [`Server::shutdown`]
     /// or the idle timeout).
+    ///
+    /// Resolves at once if one already has been, so work started late
+    /// still stops:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let server = wslink_server::Server::builder().build();
+    /// let publisher = server.publisher();
+    /// let stopping = server.clone();
+    /// let ticker = tokio::spawn(async move {
+    ///     let mut tick = tokio::time::interval(Duration::from_millis(10));
+    ///     // Stop publishing when the server goes, rather than into the void.
+    ///     loop {
+    ///         tokio::select! {
+    ///             _ = tick.tick() => { let _ = publisher.publish("clock.tick", &()); }
+    ///             _ = stopping.shutdown_requested() => break,
+    ///         }
+    ///     }
+    /// });
+    /// server.shutdown();
+    /// ticker.await.unwrap();
+    /// # }
+    /// ```
     pub async fn shutdown_requested(&self) {
         let mut rx = self.shared.shutdown.subscribe();
         let _ = rx.wait_for(|s| *s).await;
@@ -577,9 +775,27 @@ impl Server {
 
     /// Binds `addr` and serves until shutdown.
     ///
+    /// The usual last line of `main`:
+    ///
     /// ```no_run
     /// # async fn demo() -> Result<(), wslink_server::ServerError> {
     /// wslink_server::Server::builder().build().serve("0.0.0.0:8080").await
+    /// # }
+    /// ```
+    ///
+    /// It returns by itself when the idle timeout stops the server, which
+    /// this one does after 50 ms without a client:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wslink_server::ServerError> {
+    /// use std::time::Duration;
+    ///
+    /// let server = wslink_server::Server::builder()
+    ///     .idle_timeout(Some(Duration::from_millis(50)))
+    ///     .build();
+    /// server.serve("127.0.0.1:0").await?;
+    /// # Ok(())
     /// # }
     /// ```
     pub async fn serve(
@@ -590,7 +806,25 @@ impl Server {
     }
 }
 
-/// A bound, not yet running, server socket.
+/// A bound, not yet running, server socket, from [`Server::bind`].
+///
+/// Binding apart from running lets a caller learn the port, or fail on a
+/// busy address, before it commits to serving:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = wslink_server::Server::builder().build();
+/// let listener = server.bind("127.0.0.1:0").await?;
+/// // e.g. handed to a launcher that tells the browser where to connect.
+/// let url = format!("ws://{}{}", listener.local_addr(), server.config().ws_endpoint);
+/// let running = tokio::spawn(listener.run());
+/// assert!(url.starts_with("ws://127.0.0.1:"));
+/// server.shutdown();
+/// running.await??;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Listener {
     listener: TcpListener,
     server: Server,
@@ -598,6 +832,16 @@ pub struct Listener {
 
 impl Listener {
     /// The address actually bound (useful with port 0).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wslink_server::ServerError> {
+    /// let server = wslink_server::Server::builder().build();
+    /// let listener = server.bind(("127.0.0.1", 0)).await?;
+    /// assert!(listener.local_addr().ip().is_loopback());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -606,6 +850,19 @@ impl Listener {
 
     /// Accepts connections until shutdown, then waits (up to the grace
     /// period, plus a second) for connections to finish closing.
+    ///
+    /// A shutdown asked for before it starts makes it return at once:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wslink_server::ServerError> {
+    /// let server = wslink_server::Server::builder().build();
+    /// let listener = server.bind("127.0.0.1:0").await?;
+    /// server.shutdown();
+    /// listener.run().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run(self) -> Result<(), ServerError> {
         let shared = self.server.shared.clone();
         let mut shutdown = shared.shutdown.subscribe();
