@@ -93,6 +93,11 @@ async fn send_binary(peer: &mut Peer, data: impl Into<Bytes>) {
     let _ = peer.ws.send(Ws::Binary(data.into())).await;
 }
 
+/// The 1.x text frame that announces the binary frame after it.
+fn attachment_header(key: &str) -> String {
+    format!(r#"{{"wslink":"1.0","method":"wslink.binary.attachment","args":["{key}"]}}"#)
+}
+
 async fn send_text(peer: &mut Peer, text: String) {
     let _ = peer.ws.send(Ws::Text(text.into())).await;
 }
@@ -197,10 +202,7 @@ async fn max_message_size() {
 
     // 1.x: an attachment frame of exactly the limit, then one byte more.
     let mut peer = authed(&url, Generation::V1).await;
-    let header = |key: &str| {
-        format!(r#"{{"wslink":"1.0","method":"wslink.binary.attachment","args":["{key}"]}}"#)
-    };
-    send_text(&mut peer, header("wslink_bin1")).await;
+    send_text(&mut peer, attachment_header("wslink_bin1")).await;
     send_binary(&mut peer, vec![1u8; 64 * 1024]).await;
     send_text(
         &mut peer,
@@ -209,7 +211,7 @@ async fn max_message_size() {
     .await;
     let echoed = result(peer.recv().await.unwrap());
     assert_eq!(echoed.as_bytes().map(|b| b.len()), Some(64 * 1024));
-    send_text(&mut peer, header("wslink_bin2")).await;
+    send_text(&mut peer, attachment_header("wslink_bin2")).await;
     send_binary(&mut peer, vec![1u8; 64 * 1024 + 1]).await;
     closed_with(
         &mut peer,
@@ -304,13 +306,8 @@ async fn announced_attachment_keys_follow_max_pending_messages() {
     })
     .await;
     let mut peer = authed(&url, Generation::V1).await;
-    let header = |n: usize| {
-        format!(
-            r#"{{"wslink":"1.0","method":"wslink.binary.attachment","args":["wslink_bin{n}"]}}"#
-        )
-    };
     for n in 0..320 {
-        send_text(&mut peer, header(n)).await;
+        send_text(&mut peer, attachment_header(&format!("wslink_bin{n}"))).await;
     }
     // At the limit the connection still works, and pairing still holds.
     send_binary(&mut peer, vec![7u8; 3]).await;
@@ -321,8 +318,8 @@ async fn announced_attachment_keys_follow_max_pending_messages() {
     .await;
     assert_eq!(result(peer.recv().await.unwrap()), bin(&[7, 7, 7]));
     // 319 keys wait now; two more are one over.
-    send_text(&mut peer, header(320)).await;
-    send_text(&mut peer, header(321)).await;
+    send_text(&mut peer, attachment_header("wslink_bin320")).await;
+    send_text(&mut peer, attachment_header("wslink_bin321")).await;
     closed_with(&mut peer, 1008, "more than 320 attachment keys announced").await;
 }
 
@@ -360,11 +357,8 @@ async fn max_pending_bytes() {
     })
     .await;
     let mut peer = authed(&url, Generation::V1).await;
-    let header = |key: &str| {
-        format!(r#"{{"wslink":"1.0","method":"wslink.binary.attachment","args":["{key}"]}}"#)
-    };
-    send_text(&mut peer, header("wslink_bin1")).await;
-    send_text(&mut peer, header("wslink_bin2")).await;
+    send_text(&mut peer, attachment_header("wslink_bin1")).await;
+    send_text(&mut peer, attachment_header("wslink_bin2")).await;
     send_binary(&mut peer, vec![1u8; 6000]).await;
     send_binary(&mut peer, vec![2u8; 4000]).await;
     send_text(
@@ -377,8 +371,8 @@ async fn max_pending_bytes() {
         echoed.index(1).and_then(Value::as_bytes).map(|b| b.len()),
         Some(4000)
     );
-    send_text(&mut peer, header("wslink_bin3")).await;
-    send_text(&mut peer, header("wslink_bin4")).await;
+    send_text(&mut peer, attachment_header("wslink_bin3")).await;
+    send_text(&mut peer, attachment_header("wslink_bin4")).await;
     send_binary(&mut peer, vec![1u8; 6000]).await;
     send_binary(&mut peer, vec![2u8; 4001]).await;
     closed_with(&mut peer, 1009, "over the limit of 10000").await;
