@@ -129,19 +129,21 @@ pub(crate) async fn run<S>(
         shared.unregister(&info.client_id);
         let grace = match &end {
             End::Shutdown => {
-                // Let in-flight calls deliver their replies before closing.
+                // One grace period covers both the in-flight calls and the
+                // flush of what they queued, so the whole connection is done
+                // before `Listener::run` stops waiting (grace + 1 s); the
+                // close frame always gets a moment of its own.
+                let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
                 let all = limits.max_in_flight_calls as u32;
-                let _ = tokio::time::timeout(
-                    shared.config.shutdown_grace,
-                    conn.calls.acquire_many(all),
-                )
-                .await;
+                let _ = tokio::time::timeout_at(deadline, conn.calls.acquire_many(all)).await;
                 slot.outbound.close(CloseRequest {
                     code: 1001,
                     reason: "server shutting down".into(),
                     drain: true,
                 });
-                shared.config.shutdown_grace
+                deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_millis(100))
             }
             End::Close(request) => {
                 inc(&shared.metrics.protocol_errors);

@@ -122,8 +122,8 @@ pub(crate) struct Shared {
     pub topic_policies: RwLock<HashMap<String, TopicPolicy>>,
     pub metrics: Metrics,
     pub shutdown: watch::Sender<bool>,
-    /// Open connections (hyper tasks included), for the idle timer and for
-    /// shutdown to wait on.
+    /// Open WebSocket connections (plain HTTP requests are not counted), for
+    /// the idle timer and for shutdown to wait on.
     pub open: AtomicUsize,
     pub open_changed: Notify,
 }

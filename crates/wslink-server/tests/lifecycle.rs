@@ -318,6 +318,47 @@ async fn shutdown_finishes_in_flight_calls_then_closes_with_a_reason() {
 }
 
 #[tokio::test]
+async fn one_grace_period_covers_calls_and_flush_together() {
+    let server = conformance::builder()
+        .shutdown_grace(Duration::from_secs(1))
+        .method("slow.forever", |_: CallContext, (): ()| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, HandlerError>(())
+        })
+        .build();
+    let (url, task) = spawn(&server).await;
+    // This client stops reading with 32 MiB queued for it, more than the
+    // socket buffers hold, so its writer cannot finish, and one of its calls
+    // never does: both waits run to the end of the grace period.
+    let mut peer = authed(&url, Generation::V2).await;
+    let blob = peer.request("conformance.blob", vec![Value::from(32u64 << 20)]);
+    peer.send(&blob).await;
+    let stuck = peer.request("slow.forever", vec![]);
+    peer.send(&stuck).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    server.shutdown();
+    while server.metrics().connections_open > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the connection outlived the shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gone = started.elapsed();
+    // One grace period (plus the close frame's 100 ms), not one per wait.
+    assert!(
+        gone < Duration::from_millis(1600),
+        "connection gone after {gone:?}"
+    );
+    tokio::time::timeout(Duration::from_millis(2600), task)
+        .await
+        .expect("run() returns within grace + 1 s")
+        .unwrap();
+    drop(peer);
+}
+
+#[tokio::test]
 async fn errors_from_handlers_keep_the_connection_usable() {
     let server = conformance::builder().build();
     let (url, _task) = spawn(&server).await;
