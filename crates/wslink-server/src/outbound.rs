@@ -128,7 +128,9 @@ impl Outbound {
         true
     }
 
-    /// Queues a publish under `policy`.
+    /// Queues a publish under `policy`; under keep-latest it replaces the
+    /// queued message of the same `topic` key (the topic, or a topic and
+    /// slot, see `Publisher::publish_latest`).
     pub fn push_publish(
         &self,
         frames: &Arc<[OutFrame]>,

@@ -123,7 +123,38 @@ impl Publisher {
         topic: &str,
         message: &T,
     ) -> Result<usize, PublishError> {
-        self.send(topic, message, Audience::All)
+        self.send(topic, message, Audience::All, None)
+    }
+
+    /// Publishes `message` on `topic` to every authenticated client, keeping
+    /// only the newest queued message per `(topic, slot)` for a client that
+    /// reads slowly, whatever the topic's policy.
+    ///
+    /// [`TopicPolicy::KeepLatest`] keeps one message per topic, which is
+    /// wrong when one topic carries several independent streams: vtk.js
+    /// receives every view's frames on `viewport.image.push.subscription`,
+    /// and a frame of view 2 must not replace a queued frame of view 1.
+    /// Give each stream its own `slot` (the view id) and each keeps its
+    /// newest frame.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let publisher = Server::builder().build().publisher();
+    /// for view in ["1", "2"] {
+    ///     let frame = wslink_server::SharedBytes::from(vec![0u8; 1024]);
+    ///     publisher
+    ///         .publish_latest("viewport.image.push.subscription", view, &frame)
+    ///         .unwrap();
+    /// }
+    /// ```
+    pub fn publish_latest<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        slot: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        self.send(topic, message, Audience::All, Some(slot))
     }
 
     /// Publishes to one client only (if it is connected and authenticated).
@@ -152,7 +183,7 @@ impl Publisher {
         topic: &str,
         message: &T,
     ) -> Result<usize, PublishError> {
-        self.send(topic, message, Audience::One(client_id))
+        self.send(topic, message, Audience::One(client_id), None)
     }
 
     /// Publishes to every authenticated client except the one that made the
@@ -178,7 +209,7 @@ impl Publisher {
         topic: &str,
         message: &T,
     ) -> Result<usize, PublishError> {
-        self.send(topic, message, Audience::AllButLastActive)
+        self.send(topic, message, Audience::AllButLastActive, None)
     }
 
     /// Sets what slow clients' queues do with `topic` (default:
@@ -203,6 +234,7 @@ impl Publisher {
         topic: &str,
         message: &T,
         audience: Audience<'_>,
+        latest_slot: Option<&str>,
     ) -> Result<usize, PublishError> {
         ids::validate_topic(topic)?;
         let shared = &self.shared;
@@ -223,14 +255,21 @@ impl Publisher {
                     .collect(),
             }
         };
-        let policy = shared
-            .topic_policies
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(topic)
-            .copied()
-            .unwrap_or_default();
-        let topic_arc: Arc<str> = Arc::from(topic);
+        // The queue replaces by this key; a slot gets a key of its own, which
+        // no topic can collide with (topics cannot hold a NUL).
+        let (policy, latest_key): (TopicPolicy, Arc<str>) = match latest_slot {
+            Some(slot) => (TopicPolicy::KeepLatest, format!("{topic}\0{slot}").into()),
+            None => (
+                shared
+                    .topic_policies
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(topic)
+                    .copied()
+                    .unwrap_or_default(),
+                Arc::from(topic),
+            ),
+        };
         let encode_err = |source| PublishError::Encode {
             topic: topic.to_owned(),
             source,
@@ -288,7 +327,7 @@ impl Publisher {
                 },
                 None => continue,
             };
-            match client.outbound.push_publish(&frames, &topic_arc, policy) {
+            match client.outbound.push_publish(&frames, &latest_key, policy) {
                 Pushed::Queued => sent += 1,
                 Pushed::Replaced => {
                     sent += 1;
