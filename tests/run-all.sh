@@ -30,6 +30,7 @@ js_client() {
 }
 
 stage "install reference peers (PyPI, npm)" bash tests/peers/install.sh
+stage "docs: ARCHITECTURE.md names only paths that exist" bash tests/docs/check-architecture.sh
 stage "build workspace" cargo build --workspace --all-targets --all-features
 stage "cargo test" cargo test --workspace --all-features
 stage "adversarial suite (hostile input, faults, load against a live server)" bash tests/adversarial/run.sh
