@@ -270,3 +270,61 @@ async fn a_stalled_client_does_not_block_others_or_grow_memory() {
     let reply = healthy.call("no.such.method", vec![]).await;
     assert_eq!(error_code(&reply), codes::METHOD_NOT_FOUND);
 }
+
+#[tokio::test]
+async fn publish_latest_keeps_the_newest_message_of_each_slot() {
+    // One topic, two streams (as vtk.js gets every view's frames on one
+    // topic): a stalled client must end up with the newest of each, not
+    // just the newest of the topic.
+    let server = Server::builder().build();
+    let url = start(&server).await;
+    let publisher = server.publisher();
+    let mut stalled = Peer::connect(&url, Generation::V2).await;
+    stalled.hello("wslink-secret").await;
+
+    #[derive(serde::Serialize)]
+    struct Frame {
+        view: &'static str,
+        seq: u32,
+        pixels: wslink_core::SharedBytes,
+    }
+    let pixels = wslink_core::SharedBytes::from(vec![1u8; 1 << 20]);
+    for seq in 0..400u32 {
+        let view = if seq % 2 == 0 { "1" } else { "2" };
+        let frame = Frame {
+            view,
+            seq,
+            pixels: pixels.clone(),
+        };
+        publisher
+            .publish_latest("viewport.frames", view, &frame)
+            .unwrap();
+    }
+    assert!(
+        server.metrics().frames_dropped > 0,
+        "nothing was ever replaced"
+    );
+    assert_eq!(server.metrics().slow_clients_closed, 0);
+
+    // Now it reads: whatever the socket buffers held, then the queue, whose
+    // last two messages are the newest of each view.
+    let mut last = std::collections::HashMap::new();
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), stalled.recv()).await {
+        let Message::Result { result, .. } = m else {
+            panic!("expected a publish, got {m:?}")
+        };
+        let view = result
+            .get("view")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
+        let seq = result.get("seq").and_then(Value::as_u64).unwrap();
+        let previous = last.insert(view, seq);
+        assert!(
+            previous < Some(seq),
+            "out of order: {previous:?} then {seq}"
+        );
+    }
+    assert_eq!(last.get("1"), Some(&398));
+    assert_eq!(last.get("2"), Some(&399));
+}
