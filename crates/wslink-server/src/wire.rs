@@ -33,6 +33,10 @@ const INLINE_MAX: usize = 8 * 1024;
 const BUFFER_LIMIT: usize = 64 * 1024;
 /// Slices per vectored write (Linux takes up to 1024).
 const MAX_SLICES: usize = 64;
+/// Control bytes held for a peer that is not reading. tungstenite answers
+/// every ping with a pong, and the pipe takes them at once; without a
+/// bound, a peer that floods pings and never reads would grow it forever.
+const CONTROL_LIMIT: usize = 16 * 1024;
 
 /// A data frame waiting to be written: what the outbound queue holds.
 #[derive(Debug, Clone)]
@@ -106,7 +110,15 @@ impl<S> AsyncWrite for ReadSide<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         // tungstenite writes whole frames from its buffer in one call.
-        self.control.lock().extend_from_slice(buf);
+        let mut pipe = self.control.lock();
+        // Past the bound a pong is dropped, which RFC 6455 §5.5.3 allows
+        // (a pong may answer only the latest ping); a close is always kept.
+        let pong = buf.first() == Some(&0x8a);
+        if pong && pipe.len() >= CONTROL_LIMIT {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        pipe.extend_from_slice(buf);
+        drop(pipe);
         self.control.ready.notify_one();
         Poll::Ready(Ok(buf.len()))
     }
@@ -333,6 +345,22 @@ mod tests {
             header(&mut buf, 0x2, len);
             assert_eq!(buf, expected, "length {len}");
         }
+    }
+
+    #[tokio::test]
+    async fn pongs_for_a_peer_that_does_not_read_are_bounded() {
+        let (a, _b) = tokio::io::duplex(1 << 16);
+        let (mut read_side, writer) = split(a);
+        // A ping flood's answers, and nobody draining them.
+        let pong = [0x8a, 4, 1, 2, 3, 4];
+        for _ in 0..100_000 {
+            read_side.write_all(&pong).await.unwrap();
+        }
+        let held = writer.control.lock().len();
+        assert!(held <= CONTROL_LIMIT + pong.len(), "{held} bytes held");
+        // A close reply still gets through past the bound.
+        read_side.write_all(&[0x88, 2, 0x03, 0xe8]).await.unwrap();
+        assert!(writer.control.lock().ends_with(&[0x88, 2, 0x03, 0xe8]));
     }
 
     #[tokio::test]
