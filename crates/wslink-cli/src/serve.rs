@@ -1,7 +1,7 @@
 //! `wslink serve`: the project's server from the command line.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,9 +24,30 @@ pub struct ServeArgs {
     /// cross-language tests.
     #[arg(long)]
     pub conformance: bool,
-    /// The secret clients must send in their hello.
-    #[arg(long, default_value = wslink_core::protocol::DEFAULT_SECRET)]
-    pub secret: String,
+    /// The secret clients must send in their hello (default: the
+    /// WSLINK_AUTH_KEY environment variable, else wslink-secret). On a
+    /// command line it shows in `ps`: prefer --authKey-file or the variable.
+    #[arg(
+        long,
+        alias = "authKey",
+        value_name = "SECRET",
+        conflicts_with = "secret_file"
+    )]
+    pub secret: Option<String>,
+    /// Read the secret from this file (its first line; the file's other
+    /// lines are ignored), so it never shows on a command line.
+    #[arg(long = "authKey-file", alias = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Web pages allowed to open a WebSocket: "*" (the default, as the
+    /// Python server), or a comma-separated list of origins
+    /// (https://app.example.org) and "same-origin" (pages served by this
+    /// server, see --content). Refused upgrades get HTTP 403.
+    #[arg(long, value_name = "ORIGINS", default_value = "*")]
+    pub allowed_origins: wslink_server::AllowedOrigins,
+    /// Refuse to start on an address reachable from other machines while
+    /// the secret is the well-known default (without this, only warn).
+    #[arg(long)]
+    pub refuse_default_secret: bool,
     /// Stop after this many seconds without any client (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
@@ -35,16 +56,68 @@ pub struct ServeArgs {
     pub ws_endpoint: String,
 }
 
+/// The environment variable a secret can come from.
+pub const SECRET_ENV: &str = "WSLINK_AUTH_KEY";
+
+/// The secret from `--authKey-file`, `--secret`/`--authKey`, the
+/// environment, or wslink's default, in that order.
+fn resolve_secret(flag: Option<String>, file: Option<&Path>) -> Result<String, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--authKey-file {}: {e}", path.display()))?;
+        let secret = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if secret.is_empty() {
+            return Err(format!(
+                "--authKey-file {}: the first line is empty; put the secret there",
+                path.display()
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o004 != 0 {
+                    eprintln!(
+                        "wslink: warning: {} is readable by every user of this machine (chmod 600 it)",
+                        path.display()
+                    );
+                }
+            }
+        }
+        return Ok(secret.to_owned());
+    }
+    if let Some(secret) = flag {
+        return Ok(secret);
+    }
+    match std::env::var(SECRET_ENV) {
+        Ok(secret) if !secret.is_empty() => Ok(secret),
+        _ => Ok(wslink_core::protocol::DEFAULT_SECRET.to_owned()),
+    }
+}
+
 /// Runs the server until it stops (Ctrl-C, or `--timeout` seconds without
 /// a client); returns the process exit code.
 pub async fn run(args: ServeArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut builder = if args.conformance {
         conformance::builder()
     } else {
         Server::builder()
     };
+    let secret = match resolve_secret(args.secret, args.secret_file.as_deref()) {
+        Ok(secret) => secret,
+        Err(message) => {
+            eprintln!("wslink: {message}");
+            return ExitCode::from(2);
+        }
+    };
     builder = builder
-        .secret(args.secret)
+        .secret(secret)
+        .allowed_origins(args.allowed_origins)
+        .refuse_public_default_secret(args.refuse_default_secret)
         .ws_endpoint(args.ws_endpoint)
         .idle_timeout((args.timeout > 0).then(|| Duration::from_secs(args.timeout)));
     if let Some(dir) = args.content {
@@ -57,6 +130,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let server = builder.build();
     let listener = match server.bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
+        Err(e @ wslink_server::ServerError::DefaultSecretOnPublicAddress { .. }) => {
+            eprintln!("wslink: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("wslink: cannot listen on {}:{}: {e}", args.host, args.port);
             return ExitCode::from(3);

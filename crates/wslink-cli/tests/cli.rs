@@ -257,6 +257,14 @@ impl Drop for OurServer {
 }
 
 fn serve_conformance(extra: &[&str]) -> OurServer {
+    let mut args = vec!["--secret", SECRET];
+    args.extend_from_slice(extra);
+    serve_with(&args, &[])
+}
+
+/// `wslink serve --conformance` on a free port with these extra arguments
+/// and environment variables (no secret unless they give one).
+fn serve_with(extra: &[&str], env: &[(&str, &str)]) -> OurServer {
     use std::io::BufRead;
     let mut args = vec![
         "serve",
@@ -267,12 +275,12 @@ fn serve_conformance(extra: &[&str]) -> OurServer {
         "--conformance",
         "--timeout",
         "0",
-        "--secret",
-        SECRET,
     ];
     args.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wslink"))
         .args(&args)
+        .env_remove("WSLINK_AUTH_KEY")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -376,4 +384,212 @@ fn help_documents_the_exit_codes() {
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
+}
+
+/// Whether `secret` opens `url`: `Some(true)` on a result, `Some(false)`
+/// on an authentication failure.
+fn opens(url: &str, secret: &str) -> bool {
+    let out = wslink(&["call", url, "conformance.add", "1", "1", "--secret", secret]);
+    match out.status.code() {
+        Some(0) => true,
+        Some(3) if stderr(&out).contains("authentication failed") => false,
+        other => panic!("unexpected exit {other:?}: {}", stderr(&out)),
+    }
+}
+
+#[test]
+fn serve_takes_its_secret_from_a_file_the_environment_or_authkey() {
+    let dir = std::env::temp_dir().join(format!("wslink-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "from-the-file\nignored second line\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let path = file.to_str().unwrap();
+
+    let server = serve_with(
+        &["--authKey-file", path],
+        &[("WSLINK_AUTH_KEY", "from-env")],
+    );
+    assert!(opens(&server.url, "from-the-file"));
+    assert!(
+        !opens(&server.url, "from-env"),
+        "the file wins over the environment"
+    );
+    assert!(!opens(&server.url, SECRET));
+    drop(server);
+
+    let server = serve_with(&[], &[("WSLINK_AUTH_KEY", "from-env")]);
+    assert!(opens(&server.url, "from-env"));
+    assert!(!opens(&server.url, SECRET));
+    drop(server);
+
+    // Python's spelling of the flag.
+    let server = serve_with(&["--authKey", "pythonic"], &[]);
+    assert!(opens(&server.url, "pythonic"));
+    drop(server);
+
+    // Nothing given: wslink's default.
+    let server = serve_with(&[], &[]);
+    assert!(opens(&server.url, "wslink-secret"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_names_a_secret_file_it_cannot_use() {
+    let missing = wslink(&["serve", "--port", "0", "--authKey-file", "/no/such/secret"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("--authKey-file /no/such/secret"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let dir = std::env::temp_dir().join(format!("wslink-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = wslink(&[
+        "serve",
+        "--port",
+        "0",
+        "--authKey-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the first line is empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    let both = wslink(&[
+        "serve",
+        "--secret",
+        "a",
+        "--authKey-file",
+        empty.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "a secret twice is a usage error"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_warns_or_refuses_the_default_secret_beyond_loopback() {
+    let refused = wslink(&[
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--refuse-default-secret",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("with the default secret"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Without the flag it starts, and says why that is risky (it stops
+    // itself after a second without clients).
+    let warned = wslink(&[
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--timeout",
+        "1",
+    ]);
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    let err = stderr(&warned);
+    assert!(
+        err.contains("default secret") && err.contains("--authKey-file"),
+        "{err}"
+    );
+
+    // Loopback with the default secret: no warning.
+    let quiet = wslink(&[
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--timeout",
+        "1",
+    ]);
+    assert!(
+        !stderr(&quiet).contains("default secret"),
+        "{}",
+        stderr(&quiet)
+    );
+}
+
+#[test]
+fn serve_never_logs_the_secret() {
+    let dir = std::env::temp_dir().join(format!("wslink-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "do-not-print-me\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wslink"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--conformance",
+            "--timeout",
+            "2",
+        ])
+        .args(["--authKey-file", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("wslink server on ")
+        .unwrap()
+        .to_owned();
+    assert!(opens(&url, "do-not-print-me"));
+    assert!(!opens(&url, "a-wrong-guess"));
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("hello refused"),
+        "the failure is logged: {log}"
+    );
+    assert!(
+        !log.contains("do-not-print-me") && !log.contains("a-wrong-guess"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_checks_allowed_origins() {
+    let out = wslink(&["serve", "--port", "0", "--allowed-origins", "ftp://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid origin \"ftp://x\""),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -9,6 +9,8 @@ use wslink_core::codec::{v1, v2};
 use wslink_core::protocol::DEFAULT_MAX_MSG_SIZE;
 use wslink_core::Generation;
 
+use crate::policy::{AllowedOrigins, AuthThrottle};
+
 /// Bounds that keep one connection from taking more than its share.
 ///
 /// Each is a hard limit: crossing it gets the offending message an error
@@ -72,6 +74,9 @@ pub struct Limits {
     /// Open WebSocket connections, authenticated or not; the next upgrade
     /// request is answered HTTP 503.
     pub max_connections: usize,
+    /// Failed hellos per client address, across connections: past the
+    /// bound the address is banned for a while (upgrades answered 429).
+    pub auth_throttle: AuthThrottle,
 }
 
 impl Default for Limits {
@@ -92,6 +97,7 @@ impl Default for Limits {
             max_auth_failures: 5,
             hello_deadline: Duration::from_secs(30),
             max_connections: 16_384,
+            auth_throttle: AuthThrottle::default(),
         }
     }
 }
@@ -164,6 +170,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Resource bounds.
     pub limits: Limits,
+    /// Web pages allowed to open a WebSocket (`--allowed-origins`); any by
+    /// default, as Python's server.
+    pub allowed_origins: AllowedOrigins,
+    /// Refuse to listen on a non-loopback address with the default secret
+    /// (by default this only warns, as Python's server starts silently).
+    pub refuse_public_default_secret: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -177,6 +189,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("keepalive", &self.keepalive)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("limits", &self.limits)
+            .field("allowed_origins", &self.allowed_origins)
+            .field(
+                "refuse_public_default_secret",
+                &self.refuse_public_default_secret,
+            )
             .finish()
     }
 }
@@ -192,6 +209,8 @@ impl Default for ServerConfig {
             keepalive: Some(Duration::from_secs(30)),
             shutdown_grace: Duration::from_secs(5),
             limits: Limits::default(),
+            allowed_origins: AllowedOrigins::default(),
+            refuse_public_default_secret: false,
         }
     }
 }

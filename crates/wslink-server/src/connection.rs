@@ -23,6 +23,7 @@ use crate::guard::{self, FrameLimits, Kind, LimitedIo, Violation};
 use crate::handler::Reply;
 use crate::metrics::{add, inc};
 use crate::outbound::{CloseRequest, Next};
+use crate::policy::Verdict;
 use crate::publisher::Publisher;
 use crate::server::{ClientSlot, Shared};
 use crate::wire::{self, FrameWriter, OutFrame, ReadSide};
@@ -514,6 +515,21 @@ impl Conn {
             });
             return Ok(());
         }
+        let peer_ip = self.info.peer.map(|p| p.ip());
+        // An address banned since this connection opened (by its other
+        // connections) gets no more guesses on this one either.
+        if let Some(ip) = peer_ip {
+            if let Verdict::Banned(_) = self.shared.throttle.check(ip) {
+                self.reply(Message::Error {
+                    id: req.id,
+                    error: RpcError::authentication_failed(),
+                });
+                return Err(close_after_queue(
+                    1008,
+                    "too many failed wslink.hello attempts from this address",
+                ));
+            }
+        }
         // The secret is never logged, not even on failure.
         let accepted = match hello_secret(&req) {
             None => false,
@@ -551,6 +567,17 @@ impl Conn {
                 id: req.id,
                 error: RpcError::authentication_failed(),
             });
+            if let Some(ban) = peer_ip.and_then(|ip| self.shared.throttle.failed(ip)) {
+                tracing::warn!(
+                    peer = ?self.info.peer,
+                    ban_secs = ban.as_secs_f64(),
+                    "address banned: too many failed wslink.hello attempts"
+                );
+                return Err(close_after_queue(
+                    1008,
+                    "too many failed wslink.hello attempts from this address",
+                ));
+            }
             if self.auth_failures >= self.shared.config.limits.max_auth_failures {
                 return Err(close_after_queue(
                     1008,
@@ -558,6 +585,9 @@ impl Conn {
                 ));
             }
             return Ok(());
+        }
+        if let Some(ip) = peer_ip {
+            self.shared.throttle.succeeded(ip);
         }
         self.slot.set_authenticated();
         if let Decoder::V2(d) = &mut self.decoder {

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::ConnectionInfo;
+use crate::policy::Verdict;
 use crate::server::Server;
 
 /// The response type of [`Server::handle_request`].
@@ -118,6 +119,35 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     };
     if shared.is_shutting_down() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n");
+    }
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !shared.config.allowed_origins.allows(origin, host) {
+        tracing::warn!(
+            origin = origin.unwrap_or_default(),
+            peer = ?peer,
+            allowed = %shared.config.allowed_origins,
+            "WebSocket upgrade refused: origin not allowed"
+        );
+        return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    if let Some(Verdict::Banned(left)) = peer.map(|p| shared.throttle.check(p.ip())) {
+        tracing::info!(peer = ?peer, "WebSocket upgrade refused: too many failed hellos from this address");
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed wslink.hello attempts from this address\n",
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(left.as_secs().max(1)),
+        );
+        return r;
     }
     let limits = &shared.config.limits;
     if shared.open.load(std::sync::atomic::Ordering::Acquire) >= limits.max_connections {

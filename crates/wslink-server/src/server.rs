@@ -20,6 +20,7 @@ use crate::context::{CallContext, ConnectionInfo};
 use crate::handler::{BoxFuture, HandlerError, LinkProtocol, Methods};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbound::Outbound;
+use crate::policy::{AllowedOrigins, Throttle};
 use crate::publisher::{Publisher, TopicPolicy};
 
 /// Decides whether a hello's secret is good: `(secret, client_id)`.
@@ -76,6 +77,20 @@ pub enum ServerError {
     /// Accepting connections failed for good.
     #[error("accepting connections failed: {0}")]
     Accept(#[source] std::io::Error),
+    /// The server would listen beyond this machine with the well-known
+    /// default secret, and was told to refuse
+    /// ([`ServerBuilder::refuse_public_default_secret`]).
+    #[error(
+        "refusing to listen on {addr} with the default secret {secret:?}: anyone who can reach \
+         this address can connect; set a secret (--authKey / --authKey-file, or \
+         ServerBuilder::secret) or listen on 127.0.0.1"
+    )]
+    DefaultSecretOnPublicAddress {
+        /// The address bound.
+        addr: SocketAddr,
+        /// The default secret, which is public knowledge.
+        secret: &'static str,
+    },
 }
 
 /// One connected client, as the rest of the server sees it.
@@ -126,6 +141,8 @@ pub(crate) struct Shared {
     /// the idle timer and for shutdown to wait on.
     pub open: AtomicUsize,
     pub open_changed: Notify,
+    /// Failed hellos per address (see `policy`).
+    pub throttle: Throttle,
 }
 
 impl Shared {
@@ -398,6 +415,44 @@ impl ServerBuilder {
         self
     }
 
+    /// The web pages allowed to open a WebSocket (`--allowed-origins`):
+    /// an upgrade whose `Origin` is not allowed gets HTTP 403. Requests
+    /// without an `Origin` (clients that are not browsers) are not
+    /// affected. Any origin by default, as Kitware's server.
+    ///
+    /// ```
+    /// use wslink_server::{AllowedOrigins, Server};
+    ///
+    /// // The app's own pages (served with `content`), and one other site.
+    /// let origins = AllowedOrigins::same_origin().with("https://dashboard.example.org").unwrap();
+    /// let server = Server::builder().content("./www").allowed_origins(origins).build();
+    /// assert!(!server.config().allowed_origins.is_any());
+    /// ```
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.allowed_origins = origins;
+        self
+    }
+
+    /// Makes [`Server::bind`] fail, rather than warn, when the address is
+    /// not a loopback one and the secret is wslink's well-known default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use wslink_server::{Server, ServerError};
+    ///
+    /// let strict = Server::builder().refuse_public_default_secret(true).build();
+    /// let refused = strict.bind("0.0.0.0:0").await;
+    /// assert!(matches!(refused, Err(ServerError::DefaultSecretOnPublicAddress { .. })));
+    /// // Loopback, or any other secret, is fine.
+    /// assert!(strict.bind("127.0.0.1:0").await.is_ok());
+    /// # }
+    /// ```
+    pub fn refuse_public_default_secret(mut self, refuse: bool) -> Self {
+        self.config.refuse_public_default_secret = refuse;
+        self
+    }
+
     /// Serves the files of `dir` over HTTP on the same port (`--content`).
     ///
     /// Paths are resolved under `dir` only: `..`, encoded separators and
@@ -560,6 +615,7 @@ impl ServerBuilder {
     /// ```
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(false);
+        let limits_throttle = self.config.limits.auth_throttle;
         Server {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -576,6 +632,7 @@ impl ServerBuilder {
                 shutdown,
                 open: AtomicUsize::new(0),
                 open_changed: Notify::new(),
+                throttle: Throttle::new(limits_throttle),
             }),
         }
     }
@@ -767,10 +824,36 @@ impl Server {
                 addr: shown,
                 source,
             })?;
+        if let Ok(local) = listener.local_addr() {
+            self.check_public_secret(local)?;
+        }
         Ok(Listener {
             listener,
             server: self.clone(),
         })
+    }
+
+    /// Warns (or, if told to, refuses) when a non-loopback address would
+    /// be served with the default secret: wslink's default is printed in
+    /// every tutorial, so such a server is open to its whole network.
+    fn check_public_secret(&self, local: SocketAddr) -> Result<(), ServerError> {
+        let config = &self.shared.config;
+        let default = wslink_core::protocol::DEFAULT_SECRET;
+        if local.ip().is_loopback() || self.shared.validator.is_some() || config.secret != default {
+            return Ok(());
+        }
+        if config.refuse_public_default_secret {
+            return Err(ServerError::DefaultSecretOnPublicAddress {
+                addr: local,
+                secret: default,
+            });
+        }
+        tracing::warn!(
+            addr = %local,
+            "listening beyond this machine with the default secret {default:?}: anyone who can \
+             reach {local} can connect; set a secret (--authKey / --authKey-file) or listen on 127.0.0.1"
+        );
+        Ok(())
     }
 
     /// Binds `addr` and serves until shutdown.

@@ -94,6 +94,7 @@ attacks! {
     "before-hello.128MiB-frame-header" => pre_hello_frame_header, 8.0, 30;
     "before-hello.16MiB-text-frame" => pre_hello_huge_text, 8.0, 30;
     "before-hello.wrong-secrets" => wrong_secrets, 16.0, 60;
+    "before-hello.guessing-from-one-address" => guessing_from_one_address, 16.0, 60;
     "before-hello.silent-connections" => silent_connections, 24.0, 60;
     "connections.over-the-limit" => connection_limit, 48.0, 60;
     // Floods.
@@ -579,8 +580,8 @@ async fn pre_hello_huge_text(ctx: &Ctx) -> Result<String, String> {
     expect_close(&a.ending(WAIT).await, 1009, "before wslink.hello")
 }
 
-async fn wrong_secrets_once(url: String) -> Result<String, String> {
-    let mut a = Raw::connect(&url, Generation::V2).await?;
+async fn wrong_secrets_once(url: String, from: std::net::IpAddr) -> Result<String, String> {
+    let mut a = Raw::connect_from(&url, Generation::V2, Some(from)).await?;
     let mut refused = 0;
     for _ in 0..5 {
         let m = a.hello("not-the-secret").await?;
@@ -594,11 +595,16 @@ async fn wrong_secrets_once(url: String) -> Result<String, String> {
 }
 
 async fn wrong_secrets(ctx: &Ctx) -> Result<String, String> {
-    // 50 connections, 5 wrong secrets each, 10 at a time.
+    // 50 connections, 5 wrong secrets each, 10 at a time, each from an
+    // address of its own (127.0.0.10-59): the per-connection bound, with
+    // every address below the per-address one.
     let mut first = String::new();
-    for batch in 0..5 {
-        let tasks: Vec<_> = (0..10)
-            .map(|_| tokio::spawn(wrong_secrets_once(ctx.url.clone())))
+    for batch in 0..5u8 {
+        let tasks: Vec<_> = (0..10u8)
+            .map(|i| {
+                let from = std::net::Ipv4Addr::new(127, 0, 0, 10 + batch * 10 + i).into();
+                tokio::spawn(wrong_secrets_once(ctx.url.clone(), from))
+            })
             .collect();
         for t in tasks {
             let outcome = t.await.map_err(|e| e.to_string())??;
@@ -610,6 +616,35 @@ async fn wrong_secrets(ctx: &Ctx) -> Result<String, String> {
     // The right secret still works afterwards.
     v2(ctx).await?;
     Ok(format!("50 connections x 5 wrong secrets, each: {first}"))
+}
+
+async fn guessing_from_one_address(ctx: &Ctx) -> Result<String, String> {
+    // 1,000 reconnections from one address, one wrong secret each: the
+    // address is banned after the server's per-address bound (30 by
+    // default) and its upgrades refused; the healthy clients (127.0.0.1)
+    // go on. A second round finds the address still banned.
+    let from: std::net::IpAddr = std::net::Ipv4Addr::new(127, 0, 0, 200).into();
+    let (mut hellos, mut banned) = (0u32, 0u32);
+    for _ in 0..1000 {
+        match Raw::connect_from(&ctx.url, Generation::V2, Some(from)).await {
+            Ok(mut a) => {
+                let m = a.hello("not-the-secret").await?;
+                expect_error(&m, -32000, "Authentication failed")?;
+                hellos += 1;
+            }
+            Err(e) if e.contains("429") => banned += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    if hellos > 30 || banned < 970 {
+        return Err(format!(
+            "{hellos} wrong secrets answered and {banned} upgrades refused: the ban did not hold"
+        ));
+    }
+    v2(ctx).await?;
+    Ok(format!(
+        "{hellos} wrong secrets answered, then {banned} upgrades refused with 429"
+    ))
 }
 
 async fn silent_connections(ctx: &Ctx) -> Result<String, String> {

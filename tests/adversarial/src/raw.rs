@@ -71,15 +71,35 @@ pub fn chunk(id: u32, offset: u32, total: u32, content: &[u8]) -> Bytes {
 
 impl Raw {
     pub async fn connect(url: &str, generation: Generation) -> Result<Raw, String> {
+        Self::connect_from(url, generation, None).await
+    }
+
+    /// Connects from a chosen loopback address (127.0.0.2, ...): another
+    /// client, to the server's per-address limits.
+    pub async fn connect_from(
+        url: &str,
+        generation: Generation,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Raw, String> {
         let addr = url
             .trim_start_matches("ws://")
             .split('/')
             .next()
             .unwrap_or_default()
             .to_owned();
-        let tcp = TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let tcp = match from {
+            None => TcpStream::connect(&addr).await,
+            Some(ip) => {
+                let target: std::net::SocketAddr =
+                    addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
+                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind((ip, 0).into())
+                    .map_err(|e| format!("bind {ip}: {e}"))?;
+                socket.connect(target).await
+            }
+        }
+        .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(unlimited()))
             .await

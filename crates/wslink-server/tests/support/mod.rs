@@ -36,6 +36,31 @@ pub struct Peer {
 impl Peer {
     pub async fn connect(url: &str, generation: Generation) -> Peer {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self::over(ws, generation)
+    }
+
+    /// Connects from a chosen local address (127.0.0.2 is another client
+    /// than 127.0.0.1 to the server); the upgrade's refusal is returned.
+    pub async fn connect_from(
+        url: &str,
+        generation: Generation,
+        from: std::net::IpAddr,
+    ) -> Result<Peer, tokio_tungstenite::tungstenite::Error> {
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        Ok(Self::over(ws, generation))
+    }
+
+    fn over(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, generation: Generation) -> Peer {
         let mut v2 = v2::Decoder::new(Default::default());
         v2.set_authenticated(true);
         Peer {
