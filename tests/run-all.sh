@@ -37,8 +37,9 @@ stage "adversarial suite (hostile input, faults, load against a live server)" ba
 stage "js-client: build, typecheck, lint, unit tests" bash -c "$(declare -f js_client); js_client"
 stage "golden vectors: official decoders read our bytes" bash tests/golden/check/ours.sh
 stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
+stage "declared subscriptions on the wire (our clients beside npm 2.5.0 and 1.12.4)" node tests/conformance/subscriptions.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
-stage "browser: image-stream demo in headless chromium" bash tests/browser/run.sh
+stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, origins, in headless chromium" bash tests/browser/run.sh
 stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
 # After the browser stage: its chromium and playwright-core are needed here.
 stage "js-client: integration tests (our and the Python servers, Node and chromium)" bash -c "cd js-client && npm run test:integration"

@@ -8,6 +8,7 @@ import { isPlainObject } from './envelope.js';
 import { clientError, ErrorCode, WslinkError } from './errors.js';
 import { Emitter } from './events.js';
 import { log, type Logger } from './logger.js';
+import { CAPABILITY_SUBSCRIPTIONS, SUBSCRIBE_METHOD, UNSUBSCRIBE_METHOD } from './ids.js';
 import { Session, type CallOptions } from './session.js';
 import { defaultWebSocket, type CloseInfo, type WebSocketConstructor } from './socket.js';
 
@@ -45,6 +46,13 @@ export interface ClientOptions extends Omit<CodecOptions, 'report'> {
   callTimeout?: number;
   /** Where to log (nothing is logged without one). */
   logger?: Logger;
+  /**
+   * Tell a server that offers it (this project's: `capabilities` in its
+   * hello reply) which topics this client subscribes to, so it sends only
+   * those (default true). Kitware's servers offer nothing; the client then
+   * filters locally, as npm wslink does.
+   */
+  declareSubscriptions?: boolean;
 }
 
 /**
@@ -99,6 +107,8 @@ export type Subscriber = (result: unknown, topic: string) => void;
 
 interface SubscriptionEntry {
   callback: Subscriber;
+  /** Called if the server refuses to declare the topic (its limit). */
+  onRefused?: (error: WslinkError) => void;
 }
 
 const CLOSE_GRACE_MS = 3000;
@@ -228,21 +238,53 @@ export class WslinkClient {
    * Subscriptions are local (wslink servers publish to every client) and
    * survive reconnections. Returns a function that unsubscribes.
    */
-  subscribe(topic: string, callback: Subscriber): () => void {
+  subscribe(topic: string, callback: Subscriber, onRefused?: (error: WslinkError) => void): () => void {
     if (typeof callback !== 'function') throw new TypeError('wslink: subscribe needs a callback');
     let set = this.subscriptions.get(topic);
+    const first = !set;
     if (!set) {
       set = new Set();
       this.subscriptions.set(topic, set);
     }
-    const entry: SubscriptionEntry = { callback };
+    const entry: SubscriptionEntry = onRefused ? { callback, onRefused } : { callback };
     set.add(entry);
+    if (first) this.declare(SUBSCRIBE_METHOD, topic);
     return () => {
       const current = this.subscriptions.get(topic);
-      if (!current) return;
-      current.delete(entry);
-      if (current.size === 0) this.subscriptions.delete(topic);
+      if (!current || !current.delete(entry)) return;
+      if (current.size === 0) {
+        this.subscriptions.delete(topic);
+        this.declare(UNSUBSCRIBE_METHOD, topic);
+      }
     };
+  }
+
+  /** Whether the open session tells the server what it subscribes to. */
+  get declaresSubscriptions(): boolean {
+    const session = this.session;
+    return (
+      this.options.declareSubscriptions !== false &&
+      session !== null &&
+      session.ready &&
+      session.capabilities.includes(CAPABILITY_SUBSCRIPTIONS)
+    );
+  }
+
+  /**
+   * Sends a declaration when the server takes them. A refused subscription
+   * (the server's limit) ends that topic's subscribers and is reported.
+   */
+  private declare(method: string, topic: string): void {
+    const session = this.session;
+    if (session === null || !this.declaresSubscriptions) return;
+    session.declare(method, topic).catch((e: unknown) => {
+      if (this.session !== session || method !== SUBSCRIBE_METHOD) return;
+      const error = e instanceof WslinkError ? e : clientError('protocol', String(e), { cause: e });
+      const refused = this.subscriptions.get(topic);
+      this.subscriptions.delete(topic);
+      for (const s of refused ?? []) s.onRefused?.(error);
+      this.report(error);
+    });
   }
 
   /** Number of subscribers of `topic` (all topics when omitted). */
@@ -353,6 +395,9 @@ export class WslinkClient {
         const reconnected = this.everReady;
         this.everReady = true;
         this.setState('open');
+        // A new session knows nothing of the subscriptions that survived
+        // the reconnection: declare them again before any call goes out.
+        for (const topic of this.subscriptions.keys()) this.declare(SUBSCRIBE_METHOD, topic);
         this.emitter.emit('ready', {
           clientId: hello.clientID,
           ...(hello.maxMsgSize === undefined ? {} : { maxMsgSize: hello.maxMsgSize }),

@@ -44,6 +44,8 @@ export interface AttachmentHeader {
 export interface HelloResult {
   clientID: string;
   maxMsgSize?: number;
+  /** Extensions the server offers (this project's server: `['subscriptions']`). */
+  capabilities?: string[];
 }
 
 /**
@@ -106,5 +108,8 @@ export function readHello(result: unknown): HelloResult | null {
   const hello: HelloResult = { clientID: String(clientID) };
   if (typeof max === 'number' && Number.isFinite(max) && max > 0) hello.maxMsgSize = max;
   else if (typeof max === 'bigint' && max > 0n) hello.maxMsgSize = Number(max);
+  // Anything but a list of strings reads as no offer.
+  const caps = result.capabilities;
+  if (Array.isArray(caps)) hello.capabilities = caps.filter((c): c is string => typeof c === 'string');
   return hello;
 }

@@ -18,6 +18,15 @@ export const WSLINK_VERSION = '1.0';
  */
 export const NPM_ID_PATTERN = /^(rpc|publish|system):(\w+(?:\.\w+)*):(?:\d+)$/;
 
+/** Our extension: declare a subscription (see PROTOCOL.md §8). */
+export const SUBSCRIBE_METHOD = 'wslink.subscribe';
+export const UNSUBSCRIBE_METHOD = 'wslink.unsubscribe';
+export const CAPABILITY_SUBSCRIPTIONS = 'subscriptions';
+
+export function systemId(clientId: string, n: number): string {
+  return `system:${clientId}:${n}`;
+}
+
 export function rpcId(clientId: string, n: number): string {
   return `rpc:${clientId}:${n}`;
 }

@@ -7,7 +7,7 @@ import { containsBlob, isBlob, resolveBlobs, toUint8Array } from './binary.js';
 import type { Codec, Frame } from './codec.js';
 import { helloRequest, readHello, request, type HelloResult, type Incoming, type RequestEnvelope } from './envelope.js';
 import { CLOSE_INTERNAL_ERROR, CLOSE_PROTOCOL_ERROR, clientError, errorFromEnvelope, protocolError, WslinkError, type ErrorKind } from './errors.js';
-import { HELLO_ID, HELLO_METHOD, parseId, rpcId } from './ids.js';
+import { HELLO_ID, HELLO_METHOD, parseId, rpcId, systemId } from './ids.js';
 import { log, type Logger } from './logger.js';
 import { CLOSED, listen, OPEN, type CloseInfo, type SocketEventLike, type SocketLike } from './socket.js';
 
@@ -79,6 +79,8 @@ export class Session {
   clientId: string | null = null;
   /** The server's maxMsgSize from the hello reply (2.x servers only). */
   maxMsgSize: number | undefined;
+  /** Extensions the server offered in its hello reply. */
+  capabilities: string[] = [];
   /** Set once the socket has closed. */
   closeInfo: CloseInfo | null = null;
 
@@ -149,6 +151,7 @@ export class Session {
           }
           this.clientId = hello.clientID;
           this.maxMsgSize = hello.maxMsgSize;
+          this.capabilities = hello.capabilities ?? [];
           if (hello.maxMsgSize !== undefined) this.codec.setMaxMsgSize(hello.maxMsgSize);
           resolve(hello);
         },
@@ -214,6 +217,30 @@ export class Session {
       }
       signal?.addEventListener('abort', onAbort, { once: true });
       this.send(request(id, method, args, kwargs), () => this.pending.get(id) === entry, (e) => entry.fail(e));
+    });
+  }
+
+  /**
+   * Tells the server about a subscription change (`wslink.subscribe` /
+   * `wslink.unsubscribe`, PROTOCOL.md §8), in order with the calls after it.
+   */
+  declare(method: string, topic: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (!this.ready || this.clientId === null) {
+        reject(clientError('not-connected', `${method} ${topic}: connection not open`, { method }));
+        return;
+      }
+      const id = systemId(this.clientId, this.hooks.nextNumber());
+      const entry: PendingCall = {
+        method,
+        resolve: () => resolve(),
+        fail: (error) => {
+          if (this.pending.get(id) === entry) this.pending.delete(id);
+          reject(error);
+        },
+      };
+      this.pending.set(id, entry);
+      this.send(request(id, method, [topic], {}), () => this.pending.get(id) === entry, (e) => entry.fail(e));
     });
   }
 

@@ -107,6 +107,9 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub(crate) pending: HashMap<u64, oneshot::Sender<Reply>>,
     pub(crate) subs: HashMap<String, Vec<Arc<SubQueue>>>,
+    /// Subscription declarations awaiting the server's answer, by sequence
+    /// number: the topic.
+    pub(crate) declarations: HashMap<u64, String>,
     pub(crate) ended: Option<Ended>,
 }
 
@@ -176,6 +179,20 @@ impl Shared {
                         let _ = tx.send(reply.map_err(ReplyError::Rpc));
                     }
                     None => self.unknown(&id),
+                }
+            }
+            Some(mid) if mid.kind == IdKind::System && mid.name == self.client_id => {
+                let topic = lock(&self.state).declarations.remove(&mid.seq);
+                match (topic, reply) {
+                    (Some(_), Ok(_)) => {}
+                    (Some(topic), Err(e)) => {
+                        tracing::warn!(%topic, code = e.code, message = %e.message, "the server refused a subscription");
+                        let queues = lock(&self.state).subs.remove(&topic).unwrap_or_default();
+                        for q in queues {
+                            q.refuse(e.message.clone());
+                        }
+                    }
+                    (None, _) => self.unknown(&id),
                 }
             }
             Some(mid) if mid.kind == IdKind::Publish => match reply {

@@ -229,6 +229,7 @@ pub struct ClientBuilder {
     subscription_buffer: usize,
     subscription_buffer_bytes: usize,
     limits: Limits,
+    declare_subscriptions: bool,
 }
 
 impl ClientBuilder {
@@ -281,6 +282,21 @@ impl ClientBuilder {
     /// application reads.
     pub fn subscription_buffer_bytes(mut self, bytes: usize) -> Self {
         self.subscription_buffer_bytes = bytes;
+        self
+    }
+
+    /// Whether to tell a server that offers it (this project's) which
+    /// topics this client subscribes to, so it sends only those (on by
+    /// default). Off, the client receives every topic, as from Kitware's
+    /// servers, and filters them itself.
+    ///
+    /// ```
+    /// let builder = wslink_client::Client::builder("ws://127.0.0.1:8080/ws")
+    ///     .declare_subscriptions(false); // e.g. to record every topic
+    /// # drop(builder);
+    /// ```
+    pub fn declare_subscriptions(mut self, declare: bool) -> Self {
+        self.declare_subscriptions = declare;
         self
     }
 
@@ -519,6 +535,8 @@ impl ClientBuilder {
                 subscription_buffer: self.subscription_buffer,
                 subscription_buffer_bytes: self.subscription_buffer_bytes,
                 next_seq: AtomicU64::new(0),
+                declares: self.declare_subscriptions
+                    && hello.offers(protocol::CAPABILITY_SUBSCRIPTIONS),
             }),
         })
     }
@@ -544,6 +562,8 @@ struct Inner {
     subscription_buffer: usize,
     subscription_buffer_bytes: usize,
     next_seq: AtomicU64,
+    /// The server offered to send only declared topics, and we declare.
+    declares: bool,
 }
 
 impl Drop for Inner {
@@ -583,6 +603,7 @@ impl Client {
             subscription_buffer: DEFAULT_SUBSCRIPTION_BUFFER,
             subscription_buffer_bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
             limits: Limits::default(),
+            declare_subscriptions: true,
         }
     }
 
@@ -810,10 +831,11 @@ impl Client {
             if let Some(ended) = &st.ended {
                 return Err(ended.to_error());
             }
-            st.subs
-                .entry(topic.to_owned())
-                .or_default()
-                .push(queue.clone());
+            let queues = st.subs.entry(topic.to_owned()).or_default();
+            queues.push(queue.clone());
+            if queues.len() == 1 && self.inner.declares {
+                self.declare(&mut st, protocol::SUBSCRIBE_METHOD, topic);
+            }
         }
         Ok(Subscription {
             client: self.clone(),
@@ -828,8 +850,69 @@ impl Client {
             list.retain(|q| !Arc::ptr_eq(q, queue));
             if list.is_empty() {
                 st.subs.remove(topic);
+                if self.inner.declares && st.ended.is_none() {
+                    self.declare(&mut st, protocol::UNSUBSCRIBE_METHOD, topic);
+                }
             }
         }
+    }
+
+    /// Tells the server about a subscription change (`wslink.subscribe` or
+    /// `wslink.unsubscribe`), in order with the calls made after it. Not
+    /// awaited: a refusal ends the topic's subscriptions (see
+    /// [`Subscription::refused`]).
+    fn declare(&self, st: &mut connection::State, method: &str, topic: &str) {
+        let inner = &*self.inner;
+        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let request = wslink_core::Message::Request(Request {
+            id: format!("system:{}:{seq}", inner.shared.client_id),
+            method: method.to_owned(),
+            args: vec![Value::from(topic)],
+            kwargs: Vec::new(),
+        });
+        let frames = match inner.encoder.encode(&request) {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, "cannot encode a subscription declaration");
+                return;
+            }
+        };
+        if method == protocol::SUBSCRIBE_METHOD {
+            st.declarations.insert(seq, topic.to_owned());
+        }
+        let outgoing = Outgoing {
+            frames,
+            abandoned: Arc::new(AtomicBool::new(false)),
+        };
+        // Queued now, so it goes out before any call made after it. A
+        // full command queue (calls waiting on a slow link) hands it to a
+        // task instead, which is as ordered as those calls are.
+        if let Err(mpsc::error::TrySendError::Full(outgoing)) = inner.commands.try_send(outgoing) {
+            let commands = inner.commands.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = commands.send(outgoing).await;
+                });
+            }
+        }
+    }
+
+    /// Whether this connection tells its server what it subscribes to, so
+    /// the server sends it only those topics. True against this project's
+    /// server (it offers `subscriptions` in its hello reply), false
+    /// against Kitware's servers, which send every topic to every client
+    /// (the subscriptions then filter here, as they always have).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = wslink_client::Client::connect("ws://127.0.0.1:8080/ws", "wslink-secret").await?;
+    /// if client.declares_subscriptions() {
+    ///     println!("the server sends this client only the topics it subscribes to");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn declares_subscriptions(&self) -> bool {
+        self.inner.declares
     }
 
     /// Closes the connection: calls in flight fail with [`Error::Closed`],

@@ -31,6 +31,8 @@ struct QueueInner {
     bytes: usize,
     waker: Option<Waker>,
     ended: bool,
+    /// The server refused to declare the topic (see `Subscription::refused`).
+    refused: Option<String>,
 }
 
 /// What a buffered value is charged: the bytes of its strings, binaries
@@ -91,6 +93,12 @@ impl SubQueue {
         if let Some(w) = q.waker.take() {
             w.wake();
         }
+    }
+
+    /// The server refused the subscription: the stream ends, saying why.
+    pub(crate) fn refuse(&self, reason: String) {
+        lock(&self.inner).refused = Some(reason);
+        self.end();
     }
 
     fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Value>> {
@@ -188,6 +196,14 @@ impl Subscription {
     /// [`Value`] (a few dozen bytes) for each value in them.
     pub fn queued_bytes(&self) -> usize {
         self.queue.bytes()
+    }
+
+    /// Why the server refused this subscription, if it did. A server that
+    /// knows subscriptions (see [`Client::declares_subscriptions`]) bounds
+    /// how many one connection may declare; past it the subscription's
+    /// stream ends at once and this says so.
+    pub fn refused(&self) -> Option<String> {
+        lock(&self.queue.inner).refused.clone()
     }
 
     /// The next message, or `None` once the connection has closed and the

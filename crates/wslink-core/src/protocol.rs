@@ -8,6 +8,15 @@ use crate::value::Value;
 pub const WSLINK_VERSION: &str = "1.0";
 /// The handshake method.
 pub const HELLO_METHOD: &str = "wslink.hello";
+/// A client declares a subscription (our extension, see
+/// [`CAPABILITY_SUBSCRIPTIONS`]): `args: [topic]`.
+pub const SUBSCRIBE_METHOD: &str = "wslink.subscribe";
+/// A client withdraws a declared subscription: `args: [topic]`.
+pub const UNSUBSCRIBE_METHOD: &str = "wslink.unsubscribe";
+/// The capability, listed in a hello reply's `capabilities`, of a server
+/// that sends a declaring client only the topics it subscribed to.
+/// Kitware's servers do not list it, and its clients never declare.
+pub const CAPABILITY_SUBSCRIPTIONS: &str = "subscriptions";
 /// The method of a 1.x attachment header.
 pub const ATTACHMENT_METHOD: &str = "wslink.binary.attachment";
 /// The secret a wslink client sends when it is given none.
@@ -116,16 +125,28 @@ pub struct HelloReply {
     pub client_id: String,
     /// The largest frame the server accepts (2.x only; 1.x servers omit it).
     pub max_msg_size: Option<u64>,
+    /// Extensions the server offers (`capabilities`, ours only; empty and
+    /// left out of the reply for a plain wslink server).
+    pub capabilities: Vec<String>,
 }
 
 impl HelloReply {
-    /// The reply's `result` value: `{clientID, maxMsgSize}`.
+    /// The reply's `result` value: `{clientID, maxMsgSize, capabilities}`.
     pub fn to_value(&self) -> Value {
         let mut entries = vec![("clientID", Value::from(self.client_id.as_str()))];
         if let Some(size) = self.max_msg_size {
             entries.push(("maxMsgSize", Value::from(size)));
         }
+        if !self.capabilities.is_empty() {
+            let list = self.capabilities.iter().map(|c| Value::from(c.as_str()));
+            entries.push(("capabilities", Value::Array(list.collect())));
+        }
         Value::map(entries)
+    }
+
+    /// Whether the server offers `capability`.
+    pub fn offers(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
     }
 
     /// Reads a hello reply's `result`; `None` if it has no string `clientID`.
@@ -133,6 +154,18 @@ impl HelloReply {
         Some(HelloReply {
             client_id: result.get("clientID")?.as_str()?.to_owned(),
             max_msg_size: result.get("maxMsgSize").and_then(Value::as_u64),
+            // Anything but a list of strings reads as no capability: a
+            // client must never act on an offer it cannot read.
+            capabilities: result
+                .get("capabilities")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

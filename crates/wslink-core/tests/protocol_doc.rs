@@ -49,6 +49,7 @@ fn examples() -> Vec<(&'static str, String)> {
                 result: HelloReply {
                     client_id: "c7".into(),
                     max_msg_size: Some(4194304),
+                    capabilities: vec!["subscriptions".into()],
                 }
                 .to_value(),
             })),
@@ -84,6 +85,23 @@ fn examples() -> Vec<(&'static str, String)> {
             })),
         ),
     ];
+    // The subscription extension: a declaration and its answer.
+    out.push((
+        "subscribe",
+        hex(&frame(&Message::Request(Request {
+            id: "system:c7:3".into(),
+            method: "wslink.subscribe".into(),
+            args: vec![Value::from("img")],
+            kwargs: vec![],
+        }))),
+    ));
+    out.push((
+        "subscribe-reply",
+        hex(&frame(&Message::Result {
+            id: "system:c7:3".into(),
+            result: Value::from(true),
+        })),
+    ));
     // A chunked message: the result above cut into frames of 20 bytes.
     let body = msgpack::encode(&Message::Result {
         id: "rpc:c7:0".into(),

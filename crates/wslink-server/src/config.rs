@@ -74,6 +74,9 @@ pub struct Limits {
     /// Open WebSocket connections, authenticated or not; the next upgrade
     /// request is answered HTTP 503.
     pub max_connections: usize,
+    /// Topics one connection may declare (`wslink.subscribe`); past it a
+    /// declaration gets an error reply.
+    pub max_subscriptions: usize,
     /// Failed hellos per client address, across connections: past the
     /// bound the address is banned for a while (upgrades answered 429).
     pub auth_throttle: AuthThrottle,
@@ -97,6 +100,7 @@ impl Default for Limits {
             max_auth_failures: 5,
             hello_deadline: Duration::from_secs(30),
             max_connections: 16_384,
+            max_subscriptions: 1024,
             auth_throttle: AuthThrottle::default(),
         }
     }

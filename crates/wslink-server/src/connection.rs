@@ -15,8 +15,11 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use wslink_core::codec::{v1, v2, CodecError};
 use wslink_core::envelope::{EnvelopeError, Request};
-use wslink_core::protocol::{hello_secret, HelloReply, HELLO_METHOD};
-use wslink_core::{Generation, Message, RpcError};
+use wslink_core::protocol::{
+    hello_secret, HelloReply, CAPABILITY_SUBSCRIPTIONS, HELLO_METHOD, SUBSCRIBE_METHOD,
+    UNSUBSCRIBE_METHOD,
+};
+use wslink_core::{Generation, Message, RpcError, Value};
 
 use crate::context::{CallContext, ConnectionInfo};
 use crate::guard::{self, FrameLimits, Kind, LimitedIo, Violation};
@@ -128,6 +131,14 @@ pub(crate) async fn run<S>(
 
         // From here on the client gets no publishes.
         shared.unregister(&info.client_id);
+        if slot.is_authenticated() {
+            let declared = slot
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            shared.listeners.left(declared);
+        }
         let grace = match &end {
             End::Shutdown => {
                 // One grace period covers both the in-flight calls and the
@@ -504,7 +515,71 @@ impl Conn {
         Ok(())
     }
 
+    /// `wslink.subscribe` / `wslink.unsubscribe` (our extension): from the
+    /// first declaration on, the client gets only the topics it declared.
+    fn on_declaration(&mut self, req: Request) {
+        let subscribe = req.method == SUBSCRIBE_METHOD;
+        let refuse = |message: String| Message::Error {
+            id: req.id.clone(),
+            error: RpcError::new(wslink_core::protocol::codes::EXCEPTION_ERROR, message),
+        };
+        if !self.slot.is_authenticated() {
+            self.reply(Message::Error {
+                id: req.id,
+                error: RpcError::unauthorized(),
+            });
+            return;
+        }
+        let topic = match req.args.first().and_then(Value::as_str) {
+            Some(t) => t,
+            None => {
+                let m = format!("{}: args must be [topic], a string", req.method);
+                self.reply(refuse(m));
+                return;
+            }
+        };
+        if let Err(e) = wslink_core::ids::validate_topic(topic) {
+            self.reply(refuse(format!("{}: {e}", req.method)));
+            return;
+        }
+        let max = self.shared.config.limits.max_subscriptions;
+        let outcome = {
+            let mut declared = self.slot.declared.lock().unwrap_or_else(|e| e.into_inner());
+            let first = declared.is_none();
+            let topics = declared.get_or_insert_with(Default::default);
+            if subscribe && !topics.contains(topic) && topics.len() >= max {
+                Err(format!(
+                    "{SUBSCRIBE_METHOD}: too many subscriptions on this connection (limit {max})"
+                ))
+            } else {
+                if first {
+                    self.shared.listeners.started_declaring();
+                }
+                if subscribe {
+                    let topic: Arc<str> = Arc::from(topic);
+                    if topics.insert(topic.clone()) {
+                        self.shared.listeners.subscribed(&topic);
+                    }
+                } else if topics.remove(topic) {
+                    self.shared.listeners.unsubscribed(topic);
+                }
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => self.reply(Message::Result {
+                id: req.id,
+                result: Value::Bool(true),
+            }),
+            Err(m) => self.reply(refuse(m)),
+        }
+    }
+
     async fn on_system(&mut self, req: Request) -> Result<(), End> {
+        if req.method == SUBSCRIBE_METHOD || req.method == UNSUBSCRIBE_METHOD {
+            self.on_declaration(req);
+            return Ok(());
+        }
         if req.method != HELLO_METHOD {
             self.reply(Message::Error {
                 id: req.id,
@@ -589,6 +664,9 @@ impl Conn {
         if let Some(ip) = peer_ip {
             self.shared.throttle.succeeded(ip);
         }
+        if !self.slot.is_authenticated() {
+            self.shared.listeners.joined();
+        }
         self.slot.set_authenticated();
         if let Decoder::V2(d) = &mut self.decoder {
             d.set_authenticated(true);
@@ -601,6 +679,7 @@ impl Conn {
             // 1.x servers do not announce a size; 1.x clients never chunk.
             max_msg_size: (generation == Generation::V2)
                 .then_some(self.shared.config.limits.max_frame_size as u64),
+            capabilities: vec![CAPABILITY_SUBSCRIPTIONS.to_owned()],
         };
         tracing::debug!(%generation, "hello accepted");
         self.reply(Message::Result {

@@ -44,6 +44,7 @@ mod context;
 mod guard;
 mod handler;
 mod http;
+mod listeners;
 mod metrics;
 mod outbound;
 mod policy;

@@ -101,6 +101,7 @@ pub struct Publisher {
 enum Audience<'a> {
     All,
     One(&'a str),
+    Some(&'a [&'a str]),
     AllButLastActive,
 }
 
@@ -155,6 +156,76 @@ impl Publisher {
         message: &T,
     ) -> Result<usize, PublishError> {
         self.send(topic, message, Audience::All, Some(slot))
+    }
+
+    /// [`publish_latest`](Self::publish_latest) to the listed clients only
+    /// (those connected, authenticated and listening to `topic`), the
+    /// message serialized once for all of them.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let publisher = Server::builder().build().publisher();
+    /// // The clients watching view 2, and nobody else.
+    /// let watchers = ["c1f0", "c2aa"];
+    /// let queued = publisher
+    ///     .publish_latest_to(&watchers, "viewport.image.push.subscription", "2", &"frame")
+    ///     .unwrap();
+    /// assert_eq!(queued, 0); // neither is connected here
+    /// ```
+    pub fn publish_latest_to<T: Serialize + ?Sized>(
+        &self,
+        clients: &[&str],
+        topic: &str,
+        slot: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        self.send(topic, message, Audience::Some(clients), Some(slot))
+    }
+
+    /// Whether a publish on `topic` would reach anyone now: an
+    /// authenticated client that declared `topic`, or one that never
+    /// declared anything (wslink clients take every topic).
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let publisher = Server::builder().build().publisher();
+    /// // Render only for somebody.
+    /// if publisher.has_listeners("sim.state") {
+    ///     publisher.publish("sim.state", &42).unwrap();
+    /// }
+    /// # assert!(!publisher.has_listeners("sim.state"));
+    /// ```
+    pub fn has_listeners(&self, topic: &str) -> bool {
+        self.shared.listeners.has(topic)
+    }
+
+    /// Follows [`has_listeners`](Self::has_listeners) for `topic`: the
+    /// value flips when the first listener arrives and when the last one
+    /// leaves, so a producer can sleep until somebody listens.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let publisher = Server::builder().build().publisher();
+    /// let mut listening = publisher.listeners("sim.state");
+    /// tokio::spawn(async move {
+    ///     loop {
+    ///         // Wait until someone listens, then produce while they do.
+    ///         if listening.wait_for(|on| *on).await.is_err() {
+    ///             return; // the server is gone
+    ///         }
+    ///         // ... render and publish ...
+    ///         # return;
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn listeners(&self, topic: &str) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.listeners.watch(topic)
     }
 
     /// Publishes to one client only (if it is connected and authenticated).
@@ -248,6 +319,11 @@ impl Publisher {
             let clients = shared.clients.read().unwrap_or_else(|e| e.into_inner());
             match audience {
                 Audience::One(client_id) => clients.get(client_id).into_iter().cloned().collect(),
+                Audience::Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| clients.get(*id))
+                    .cloned()
+                    .collect(),
                 _ => clients
                     .values()
                     .filter(|c| skip.as_deref() != Some(&*c.client_id))
@@ -281,7 +357,12 @@ impl Publisher {
         let mut v1_frames: Option<Arc<[OutFrame]>> = None;
         let mut v1_value = None;
         let mut sent = 0;
-        for client in recipients.iter().filter(|c| c.is_authenticated()) {
+        // A client that declared its subscriptions gets only those topics;
+        // one that never declared (every npm client) gets them all.
+        for client in recipients
+            .iter()
+            .filter(|c| c.is_authenticated() && c.wants(topic))
+        {
             let frames = match client.generation() {
                 Some(Generation::V2) => match &v2_frames {
                     Some(f) => f.clone(),

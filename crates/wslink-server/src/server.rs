@@ -1,6 +1,6 @@
 //! The server: its builder, shared state, listener and lifecycle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use wslink_core::Generation;
 use crate::config::{Limits, ServerConfig};
 use crate::context::{CallContext, ConnectionInfo};
 use crate::handler::{BoxFuture, HandlerError, LinkProtocol, Methods};
+use crate::listeners::Listeners;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbound::Outbound;
 use crate::policy::{AllowedOrigins, Throttle};
@@ -99,6 +100,9 @@ pub(crate) struct ClientSlot {
     pub outbound: Outbound,
     generation: OnceLock<Generation>,
     authenticated: AtomicBool,
+    /// The topics it declared (`wslink.subscribe`); `None` until its first
+    /// declaration: then it takes every topic, as wslink clients expect.
+    pub declared: Mutex<Option<HashSet<Arc<str>>>>,
 }
 
 impl ClientSlot {
@@ -108,6 +112,14 @@ impl ClientSlot {
             outbound: Outbound::new(limits.outbound_queue_bytes, limits.outbound_queue_messages),
             generation: OnceLock::new(),
             authenticated: AtomicBool::new(false),
+            declared: Mutex::new(None),
+        }
+    }
+    /// Whether a publish on `topic` goes to this client.
+    pub fn wants(&self, topic: &str) -> bool {
+        match &*self.declared.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(topics) => topics.contains(topic),
         }
     }
     pub fn generation(&self) -> Option<Generation> {
@@ -143,6 +155,8 @@ pub(crate) struct Shared {
     pub open_changed: Notify,
     /// Failed hellos per address (see `policy`).
     pub throttle: Throttle,
+    /// Who listens to which topic.
+    pub listeners: Listeners,
 }
 
 impl Shared {
@@ -373,7 +387,7 @@ impl ServerBuilder {
     /// state:
     ///
     /// ```
-    /// use std::collections::HashMap;
+    /// use std::collections::{HashMap, HashSet};
     /// use std::sync::{Arc, Mutex};
     /// use wslink_server::{CallContext, HandlerError, Server};
     ///
@@ -633,6 +647,7 @@ impl ServerBuilder {
                 open: AtomicUsize::new(0),
                 open_changed: Notify::new(),
                 throttle: Throttle::new(limits_throttle),
+                listeners: Listeners::default(),
             }),
         }
     }

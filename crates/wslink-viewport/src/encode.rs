@@ -79,7 +79,14 @@ pub fn encode(
                 PixelLayout::Rgba8 => jpeg_encoder::ColorType::Rgba,
             };
             // The encoder's scale starts at 1; 0 means "as low as it goes".
-            let encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+            // 4:2:0 with averaged chroma at every quality, as libjpeg-turbo
+            // (Pillow, ParaView) does: jpeg-encoder switches to 4:4:4 from
+            // quality 90, which made still frames (quality 100) 45% larger
+            // and 70% slower for a difference the eye does not see in a
+            // rendered scene (BENCHMARKS.md, "JPEG encoders").
+            encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
             encoder
                 .encode(pixels, w, h, color)
                 .map_err(|e| codec(e.to_string()))?;

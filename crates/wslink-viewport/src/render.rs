@@ -42,6 +42,8 @@ struct Job {
     quality: u8,
     interactive: bool,
     event_count: u64,
+    /// Who gets the frame: the view's observers, nobody else.
+    observers: Vec<Arc<str>>,
 }
 
 /// The size to render: the requested size times the ratio, at least a
@@ -88,6 +90,7 @@ fn next_job(slot: &Slot, shared: &Shared) -> Option<Job> {
                 quality: st.quality,
                 interactive: st.interactive(),
                 event_count: st.stats.events,
+                observers: st.observers.keys().cloned().collect(),
             };
             st.dirty = false;
             st.back_is_press = false;
@@ -167,9 +170,12 @@ pub(crate) fn run(slot: Arc<Slot>, mut view: Box<dyn View>, shared: Arc<Shared>)
             event_count: job.event_count,
         };
         if let Some(publisher) = shared.publisher.get() {
-            // Keep-latest per view: a slow browser gets each view's newest
-            // frame, and one view's frames never push out another's.
-            if let Err(e) = publisher.publish_latest(FRAME_TOPIC, &slot.id, &message) {
+            // To the view's observers only (vtk.js would drop another
+            // view's frames anyway), keep-latest per view: a slow browser
+            // gets each view's newest frame, and one view's frames never
+            // push out another's.
+            let to: Vec<&str> = job.observers.iter().map(|c| &**c).collect();
+            if let Err(e) = publisher.publish_latest_to(&to, FRAME_TOPIC, &slot.id, &message) {
                 tracing::error!(view = %slot.id, error = %e, "frame not published");
             }
         }

@@ -555,18 +555,23 @@ async fn views_render_only_for_observers_and_a_closed_page_stops_its_renders() {
     no_frame(&mut frames, Duration::from_millis(300)).await;
     assert_eq!(fx.handle.stats("2").unwrap().frames, 0);
 
-    // A second page observes view 2 and gets frames, tagged with the id.
+    // A second page observes view 2 and gets frames, tagged with the id;
+    // the watcher, observing nothing, is sent none of them.
     let page = connect(&fx.url, Generation::V1).await;
+    let mut page_frames = page.subscribe(FRAME_TOPIC).unwrap();
     let added = call(&page, "viewport.image.push.observer.add", vec![2.into()])
         .await
         .unwrap();
     assert_eq!(added.get("viewId"), Some(&Value::from("2")));
-    let f = next_frame(&mut frames, Duration::from_secs(2)).await;
+    let f = next_frame(&mut page_frames, Duration::from_secs(2)).await;
     assert_eq!(f.get("id"), Some(&Value::from("2")));
     assert_eq!(fx.handle.observers("2"), Some(1));
+    no_frame(&mut frames, Duration::from_millis(300)).await;
 
     // The page goes away without a word: its observer goes with it, and
-    // view 2 renders nothing more, whoever asks.
+    // view 2 renders nothing more, whoever asks. (A subscription keeps
+    // its connection open: both go.)
+    drop(page_frames);
     drop(page);
     let deadline = Instant::now() + Duration::from_secs(3);
     while fx.handle.observers("2") != Some(0) {

@@ -100,6 +100,7 @@ impl Conn {
         let reply = HelloReply {
             client_id: CLIENT_ID.into(),
             max_msg_size,
+            capabilities: Vec::new(),
         };
         self.send(&Message::Result {
             id: hello.id.clone(),
