@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the reference peers used by the cross-language conformance tests:
-#   target/peers/py2          venv with Python wslink 2.6.0
+#   target/peers/py2          venv with Python wslink 2.6.0, plus Pillow and
+#                             numpy for tests/peers/python/remote_view_server.py
 #   target/peers/py1          venv with Python wslink 1.12.4
 #   tests/peers/node_modules  npm wslink 2.5.0 (as wslink-2), 1.12.4 (as
 #                             wslink-1) and @msgpack/msgpack, from the
@@ -37,6 +38,8 @@ installed() {
         [[ "$(cat "$stamp")" == "$(inputs_hash)" ]] &&
         [[ -x "$peers/py2/bin/python" ]] &&
         [[ -x "$peers/py1/bin/python" ]] &&
+        compgen -G "$peers/py2/lib/python3*/site-packages/PIL/__init__.py" >/dev/null &&
+        compgen -G "$peers/py2/lib/python3*/site-packages/numpy/__init__.py" >/dev/null &&
         [[ -f "$here/node_modules/wslink-2/dist/wslink.js" ]] &&
         [[ -f "$here/node_modules/wslink-1/dist/wslink.js" ]] &&
         [[ -d "$here/node_modules/@msgpack/msgpack" ]]
@@ -50,15 +53,22 @@ fi
 mkdir -p "$peers"
 rm -f "$stamp"
 
-make_venv() { # name wslink-version constraints-file
+make_venv() { # name wslink-version constraints-file [extra-package...]
     local dir="$peers/$1" version="$2" constraints="$3"
+    shift 3
+    local extra=("$@")
     if [[ ! -x "$dir/bin/python" ]]; then
         echo "peers: creating venv $dir"
         "$python" -m venv "$dir"
     fi
-    echo "peers: installing wslink==$version into $dir"
+    echo "peers: installing wslink==$version ${extra[*]} into $dir"
+    # The extras (pinned in the constraints file) must come as wheels.
+    local only_binary=()
+    if ((${#extra[@]})); then
+        only_binary=(--only-binary "$(IFS=,; echo "${extra[*]}")")
+    fi
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check \
-        --no-input -c "$constraints" "wslink==$version"
+        --no-input -c "$constraints" "${only_binary[@]}" "wslink==$version" "${extra[@]}"
     "$dir/bin/python" - "$version" <<'PY'
 import sys
 from importlib.metadata import version
@@ -67,7 +77,7 @@ assert got == sys.argv[1], f"wslink {got} installed, wanted {sys.argv[1]}"
 PY
 }
 
-make_venv py2 2.6.0 "$here/python/constraints-py2.txt"
+make_venv py2 2.6.0 "$here/python/constraints-py2.txt" pillow numpy
 make_venv py1 1.12.4 "$here/python/constraints-py1.txt"
 
 echo "peers: npm ci in $here"
