@@ -697,3 +697,101 @@ async fn quality_ratio_and_still_frames_follow_remote_views_calls() {
     );
     assert_eq!(got.last(), Some(&(100, (400, 300))), "{got:?}");
 }
+
+/// The calls vtk.js 37.4.3's RemoteView really made in Chromium (captured
+/// by tests/browser/remote-view.test.mjs with CAPTURE_VTKJS_CALLS=1),
+/// replayed against the viewport in order.
+#[tokio::test]
+async fn remote_views_captured_calls_replay() {
+    let text = include_str!("fixtures/vtkjs-calls.json");
+    let fixture: serde_json::Value = serde_json::from_str(text).unwrap();
+    let calls = |part: &str| -> Vec<(String, Vec<Value>)> {
+        fixture[part]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let method = c[0].as_str().unwrap().to_owned();
+                let args: Vec<Value> = serde_json::from_value(c[1].clone()).unwrap();
+                (method, args)
+            })
+            .collect()
+    };
+    let fx = start(Duration::ZERO).await;
+    let client = connect(&fx.url, Generation::V2).await;
+    let mut frames = client.subscribe(FRAME_TOPIC).unwrap();
+    let replay = |part: &str| {
+        let calls = calls(part);
+        let client = client.clone();
+        async move {
+            for (method, args) in calls {
+                call(&client, &method, args)
+                    .await
+                    .unwrap_or_else(|e| panic!("{method}: {e}"));
+                // vtk.js sends moves 33 ms apart at most; keep some room
+                // for frames to go out between them.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    // Drains frames until `quiet` passes without one; returns (quality, size).
+    async fn drain(frames: &mut Subscription, quiet: Duration) -> Vec<(u64, (u64, u64))> {
+        let mut got = Vec::new();
+        while let Ok(Some(f)) = tokio::time::timeout(quiet, frames.next()).await {
+            got.push((
+                f.get("quality").and_then(Value::as_u64).unwrap(),
+                size_of(&f),
+            ));
+        }
+        got
+    }
+
+    replay("connect").await;
+    let got = drain(&mut frames, Duration::from_millis(300)).await;
+    assert_eq!(got.last().map(|f| f.1), Some((800, 500)), "{got:?}");
+
+    fx.seen.lock().unwrap().clear();
+    replay("drag").await;
+    let got = drain(&mut frames, Duration::from_millis(300)).await;
+    assert!(
+        got.iter().filter(|f| f.0 == 60).count() >= 5,
+        "frames while dragging: {got:?}"
+    );
+    assert_eq!(
+        got.last(),
+        Some(&(100, (800, 500))),
+        "the still frame comes last: {got:?}"
+    );
+    let seen = fx.seen.lock().unwrap().clone();
+    match (seen.first(), seen.last()) {
+        (Some(Interaction::Mouse(press)), Some(Interaction::Mouse(release))) => {
+            assert_eq!(
+                (press.action, press.x, press.y),
+                (MouseAction::Down, 0.375, 0.5)
+            );
+            assert!(press.buttons.left);
+            assert_eq!(release.action, MouseAction::Up);
+        }
+        other => panic!("the view saw {other:?}"),
+    }
+
+    replay("wheel").await;
+    let got = drain(&mut frames, Duration::from_millis(300)).await;
+    assert!(
+        got.iter().any(|f| f.0 == 60),
+        "frames while wheeling: {got:?}"
+    );
+    assert_eq!(got.last().map(|f| f.0), Some(100), "{got:?}");
+    let wheels = fx
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Interaction::Wheel(_)))
+        .count();
+    assert!(wheels >= 4, "the view saw {wheels} wheel events");
+
+    replay("resize").await;
+    let got = drain(&mut frames, Duration::from_millis(300)).await;
+    assert_eq!(got.last(), Some(&(100, (640, 360))), "{got:?}");
+}
