@@ -115,6 +115,7 @@ pub(crate) struct Config {
     pub max_dimension: u32,
     pub max_pixels: u64,
     pub initial_size: (u32, u32),
+    pub broadcast: bool,
 }
 
 pub(crate) struct Shared {
@@ -270,6 +271,7 @@ impl Default for ViewportBuilder {
                 max_pixels: 3840 * 2160,
                 // vtk.js's ImageStream creates views at 400x400.
                 initial_size: (400, 400),
+                broadcast: false,
             },
             fps_max: 30.0,
         }
@@ -307,6 +309,15 @@ impl ViewportBuilder {
     /// over it is refused; a ratio that would pass it renders smaller.
     pub fn max_pixels(mut self, pixels: u64) -> Self {
         self.config.max_pixels = pixels.max(1);
+        self
+    }
+
+    /// Sends every view's frames to every client, as ParaView does,
+    /// instead of to the view's observers only (the default). Only for a
+    /// client that shows frames of views it never observed; vtk.js
+    /// filters them out, so for it this only costs bandwidth.
+    pub fn broadcast_frames(mut self, broadcast: bool) -> Self {
+        self.config.broadcast = broadcast;
         self
     }
 

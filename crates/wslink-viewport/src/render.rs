@@ -175,7 +175,12 @@ pub(crate) fn run(slot: Arc<Slot>, mut view: Box<dyn View>, shared: Arc<Shared>)
             // gets each view's newest frame, and one view's frames never
             // push out another's.
             let to: Vec<&str> = job.observers.iter().map(|c| &**c).collect();
-            if let Err(e) = publisher.publish_latest_to(&to, FRAME_TOPIC, &slot.id, &message) {
+            let sent = if shared.config.broadcast {
+                publisher.publish_latest(FRAME_TOPIC, &slot.id, &message)
+            } else {
+                publisher.publish_latest_to(&to, FRAME_TOPIC, &slot.id, &message)
+            };
+            if let Err(e) = sent {
                 tracing::error!(view = %slot.id, error = %e, "frame not published");
             }
         }
