@@ -74,6 +74,12 @@ pub struct Limits {
     /// Open WebSocket connections, authenticated or not; the next upgrade
     /// request is answered HTTP 503.
     pub max_connections: usize,
+    /// How long [`Publisher::publish_wait`](crate::Publisher::publish_wait)
+    /// waits on a client whose full queue makes no progress (nothing sent
+    /// to it meanwhile) before the topic's policy applies: a client that
+    /// stopped reading is then disconnected, after holding the producer
+    /// this long once. A slow client that still reads is waited for.
+    pub publish_wait: Duration,
     /// Topics one connection may declare (`wslink.subscribe`); past it a
     /// declaration gets an error reply.
     pub max_subscriptions: usize,
@@ -100,6 +106,7 @@ impl Default for Limits {
             max_auth_failures: 5,
             hello_deadline: Duration::from_secs(30),
             max_connections: 16_384,
+            publish_wait: Duration::from_secs(2),
             max_subscriptions: 1024,
             auth_throttle: AuthThrottle::default(),
         }

@@ -62,6 +62,9 @@ struct Queue {
     ping: bool,
     close: Option<CloseRequest>,
     dead: bool,
+    /// When the writer last took a publish: a waiting publisher's measure
+    /// of whether this client is making progress.
+    last_pop: Option<std::time::Instant>,
 }
 
 impl Queue {
@@ -81,11 +84,13 @@ pub(crate) struct Outbound {
     closing: Notify,
     /// Wakes a reader waiting for queued replies to go out.
     room: Notify,
+    /// Wakes publishers waiting for publishes to go out (`publish_room`).
+    publish_room: Notify,
     max_bytes: usize,
     max_messages: usize,
 }
 
-fn frames_len(frames: &[OutFrame]) -> usize {
+pub(crate) fn frames_len(frames: &[OutFrame]) -> usize {
     frames.iter().map(OutFrame::len).sum()
 }
 
@@ -96,6 +101,7 @@ impl Outbound {
             notify: Notify::new(),
             closing: Notify::new(),
             room: Notify::new(),
+            publish_room: Notify::new(),
             max_bytes,
             max_messages,
         }
@@ -199,6 +205,7 @@ impl Outbound {
         self.notify.notify_one();
         self.closing.notify_waiters();
         self.room.notify_one();
+        self.publish_room.notify_waiters();
     }
 
     /// Whether the queued replies are at the bound: the connection should
@@ -221,6 +228,40 @@ impl Outbound {
                 }
             }
             room.await;
+        }
+    }
+
+    /// Resolves once a publish of `bytes` fits under the publish bound (or
+    /// the queue is empty: a message larger than the bound still goes
+    /// alone), or the connection is closing, or the writer has taken
+    /// nothing for `stall` (a client that stopped reading). A publisher
+    /// that waits here runs at its reader's pace instead of overflowing
+    /// the queue; a dead reader costs it `stall`, once.
+    pub async fn publish_room(&self, bytes: usize, stall: std::time::Duration) {
+        let began = std::time::Instant::now();
+        loop {
+            let room = self.publish_room.notified();
+            tokio::pin!(room);
+            // Registered before the check: a pop in between still wakes us.
+            room.as_mut().enable();
+            let left = {
+                let q = self.lock();
+                let (queued_bytes, queued) = (q.bytes - q.reply_bytes, q.items.len() - q.replies);
+                let fits = queued == 0
+                    || (queued_bytes + bytes <= self.max_bytes && queued < self.max_messages);
+                if fits || q.dead || q.close.is_some() {
+                    return;
+                }
+                // Progress counts from the later of the last pop and the
+                // start of this wait: an idle client's old pop is no sign
+                // that it stopped reading.
+                let since = q.last_pop.map_or(began, |p| p.max(began)).elapsed();
+                match stall.checked_sub(since) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            let _ = tokio::time::timeout(left, room).await;
         }
     }
 
@@ -247,6 +288,7 @@ impl Outbound {
         q.clear();
         drop(q);
         self.room.notify_one();
+        self.publish_room.notify_waiters();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -281,6 +323,10 @@ impl Outbound {
                         q.reply_bytes -= item.bytes;
                         drop(q);
                         self.room.notify_one();
+                    } else {
+                        q.last_pop = Some(std::time::Instant::now());
+                        drop(q);
+                        self.publish_room.notify_waiters();
                     }
                     return Next::Frames(item.frames);
                 }

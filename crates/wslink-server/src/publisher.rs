@@ -98,6 +98,14 @@ pub struct Publisher {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// A message encoded for its recipients, not yet queued.
+struct Prepared {
+    topic: Arc<str>,
+    latest_key: Arc<str>,
+    policy: TopicPolicy,
+    deliveries: Vec<(Arc<ClientSlot>, Arc<[OutFrame]>)>,
+}
+
 enum Audience<'a> {
     All,
     One(&'a str),
@@ -125,6 +133,50 @@ impl Publisher {
         message: &T,
     ) -> Result<usize, PublishError> {
         self.send(topic, message, Audience::All, None)
+    }
+
+    /// [`publish`](Self::publish), but first waits until each recipient's
+    /// queue has room for the message, so a producer runs at the pace of
+    /// its readers instead of overflowing their queues: a loop publishing a
+    /// time series of large arrays delivers every one to a client that
+    /// keeps up. A client whose queue makes no progress for
+    /// [`Limits::publish_wait`](crate::Limits::publish_wait) (it stopped
+    /// reading) gets the topic's policy: disconnected, under
+    /// [`TopicPolicy::Queue`]; so a dead client costs the producer that
+    /// long once, and the others are served meanwhile by their writers.
+    /// Keep-latest topics never wait (a newer message replaces).
+    ///
+    /// ```
+    /// use wslink_server::{CallContext, HandlerError, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .method("sim.run", |ctx: CallContext, (steps,): (u32,)| async move {
+    ///         for step in 0..steps {
+    ///             let field = wslink_server::SharedBytes::from(vec![step as u8; 1 << 20]);
+    ///             ctx.publisher().publish_wait("sim.field", &(step, field)).await?;
+    ///         }
+    ///         Ok::<_, HandlerError>(steps)
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub async fn publish_wait<T: Serialize + Sync + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+    ) -> Result<usize, PublishError> {
+        let prepared = self.prepare(topic, message, Audience::All, None)?;
+        let stall = self.shared.config.limits.publish_wait;
+        let mut sent = 0;
+        for (client, frames) in &prepared.deliveries {
+            if prepared.policy == TopicPolicy::Queue {
+                let bytes = crate::outbound::frames_len(frames);
+                client.outbound.publish_room(bytes, stall).await;
+            }
+            sent += usize::from(self.push(client, frames, &prepared));
+        }
+        inc(&self.shared.metrics.publishes);
+        Ok(sent)
     }
 
     /// Publishes `message` on `topic` to every authenticated client, keeping
@@ -307,6 +359,24 @@ impl Publisher {
         audience: Audience<'_>,
         latest_slot: Option<&str>,
     ) -> Result<usize, PublishError> {
+        let prepared = self.prepare(topic, message, audience, latest_slot)?;
+        let mut sent = 0;
+        for (client, frames) in &prepared.deliveries {
+            sent += usize::from(self.push(client, frames, &prepared));
+        }
+        inc(&self.shared.metrics.publishes);
+        Ok(sent)
+    }
+
+    /// Encodes `message` (once per wire generation) and pairs each recipient
+    /// with its frames; nothing is queued yet.
+    fn prepare<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+        audience: Audience<'_>,
+        latest_slot: Option<&str>,
+    ) -> Result<Prepared, PublishError> {
         ids::validate_topic(topic)?;
         let shared = &self.shared;
         let seq = shared.publish_seq.fetch_add(1, Ordering::Relaxed);
@@ -356,11 +426,11 @@ impl Publisher {
         let mut v2_frames: Option<Arc<[OutFrame]>> = None;
         let mut v1_frames: Option<Arc<[OutFrame]>> = None;
         let mut v1_value = None;
-        let mut sent = 0;
+        let mut deliveries = Vec::with_capacity(recipients.len());
         // A client that declared its subscriptions gets only those topics;
         // one that never declared (every npm client) gets them all.
         for client in recipients
-            .iter()
+            .into_iter()
             .filter(|c| c.is_authenticated() && c.wants(topic))
         {
             let frames = match client.generation() {
@@ -408,20 +478,34 @@ impl Publisher {
                 },
                 None => continue,
             };
-            match client.outbound.push_publish(&frames, &latest_key, policy) {
-                Pushed::Queued => sent += 1,
-                Pushed::Replaced => {
-                    sent += 1;
-                    inc(&shared.metrics.frames_dropped);
-                }
-                Pushed::Overflow => {
-                    inc(&shared.metrics.slow_clients_closed);
-                    tracing::warn!(client = %client.client_id, topic, "outbound queue full; disconnecting slow client");
-                }
-                Pushed::Closed => {}
-            }
+            deliveries.push((client, frames));
         }
-        inc(&shared.metrics.publishes);
-        Ok(sent)
+        Ok(Prepared {
+            topic: Arc::from(topic),
+            latest_key,
+            policy,
+            deliveries,
+        })
+    }
+
+    /// Queues one recipient's frames; whether it was queued.
+    fn push(&self, client: &ClientSlot, frames: &Arc<[OutFrame]>, p: &Prepared) -> bool {
+        let shared = &self.shared;
+        match client
+            .outbound
+            .push_publish(frames, &p.latest_key, p.policy)
+        {
+            Pushed::Queued => true,
+            Pushed::Replaced => {
+                inc(&shared.metrics.frames_dropped);
+                true
+            }
+            Pushed::Overflow => {
+                inc(&shared.metrics.slow_clients_closed);
+                tracing::warn!(client = %client.client_id, topic = %p.topic, "outbound queue full; disconnecting slow client");
+                false
+            }
+            Pushed::Closed => false,
+        }
     }
 }
