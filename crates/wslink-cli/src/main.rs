@@ -5,6 +5,7 @@
 //! wslink call ws://127.0.0.1:8080/ws conformance.blob 1000 --save-binary out/
 //! wslink subscribe ws://127.0.0.1:8080/ws viewport.image --count 10
 //! wslink serve --port 8080 --content www/
+//! wslink launch launcher.json      # a server process per browser session
 //! ```
 //!
 //! Run `wslink --help` for the exit codes.
@@ -71,6 +72,45 @@ enum Command {
     Subscribe(SubscribeArgs),
     /// Run a wslink server.
     Serve(serve::ServeArgs),
+    /// Start a server process per browser session, from a configuration
+    /// file in the format of Kitware's `python -m wslink.launcher`.
+    #[cfg(unix)]
+    #[command(after_help = LAUNCH_HELP)]
+    Launch(LaunchArgs),
+}
+
+#[cfg(unix)]
+const LAUNCH_HELP: &str = "\
+Sessions: POST /ENDPOINT/ with {\"application\": NAME}; GET and DELETE
+/ENDPOINT/ID when WSLINK_LAUNCHER_GET=1 / WSLINK_LAUNCHER_DELETE=1.
+SIGINT or SIGTERM stops every session, then the launcher. The README's
+\"Launcher\" section describes the configuration and its extensions
+(proxy, ${secretFile}, env, limits).
+
+Exit codes:
+  0  stopped by SIGINT or SIGTERM
+  2  the configuration file is unreadable or invalid
+  3  cannot listen on the configured address";
+
+#[cfg(unix)]
+#[derive(Debug, Args)]
+struct LaunchArgs {
+    /// The configuration file (Kitware's launcher format, comments allowed).
+    config: PathBuf,
+    /// Listen on this address instead of configuration.host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Listen on this port instead of configuration.port (0 picks a free
+    /// one; the first line printed says which).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Log debugging messages too.
+    #[arg(long, short = 'd')]
+    debug: bool,
+    /// Accepted for compatibility with Kitware's launcher, which has one
+    /// backend (aiohttp) too.
+    #[arg(long, hide = true)]
+    backend: Option<String>,
 }
 
 /// How to connect.
@@ -153,6 +193,8 @@ async fn main() -> ExitCode {
         Command::Call(args) => call(args).await,
         Command::Subscribe(args) => subscribe(args).await,
         Command::Serve(args) => return serve::run(args).await,
+        #[cfg(unix)]
+        Command::Launch(args) => return launch(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -161,6 +203,112 @@ async fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Log lines go to stderr and, when the configuration has a `log_dir`, to
+/// `launcherLog.log` there (as Kitware's launcher names it).
+#[cfg(unix)]
+#[derive(Clone)]
+struct LogTee(Option<std::sync::Arc<std::sync::Mutex<std::fs::File>>>);
+
+#[cfg(unix)]
+struct LogTeeWriter<'a>(&'a LogTee);
+
+#[cfg(unix)]
+impl Write for LogTeeWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        if let Some(file) = &self.0 .0 {
+            let _ = file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogTee {
+    type Writer = LogTeeWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogTeeWriter(self)
+    }
+}
+
+/// `wslink launch`: runs until SIGINT or SIGTERM, then stops every session.
+#[cfg(unix)]
+async fn launch(args: LaunchArgs) -> ExitCode {
+    let _ = &args.backend;
+    let mut config = match wslink_launcher::Config::from_file(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("wslink: {}: {e}", args.config.display());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if let Some(host) = args.host {
+        config.configuration.host = host;
+    }
+    if let Some(port) = args.port {
+        config.configuration.port = port;
+    }
+    let log_file = config.configuration.log_dir.as_ref().and_then(|dir| {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::File::create(dir.join("launcherLog.log")))
+            .map_err(|e| {
+                eprintln!(
+                    "wslink: cannot write {}/launcherLog.log: {e}",
+                    dir.display()
+                )
+            })
+            .ok()
+    });
+    let level = if args.debug {
+        tracing_subscriber::filter::LevelFilter::DEBUG
+    } else {
+        tracing_subscriber::filter::LevelFilter::INFO
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(LogTee(
+            log_file.map(|f| std::sync::Arc::new(std::sync::Mutex::new(f))),
+        ))
+        .try_init();
+    let endpoint = config.configuration.endpoint.clone();
+    let launcher =
+        match wslink_launcher::Launcher::new(config, wslink_launcher::ApiOptions::from_env()) {
+            Ok(launcher) => launcher,
+            Err(e) => {
+                eprintln!("wslink: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        };
+    let bound = match launcher.bind_configured().await {
+        Ok(bound) => bound,
+        Err(e) => {
+            let s = &launcher.sessions().config().configuration;
+            eprintln!("wslink: cannot listen on {}:{}: {e}", s.host, s.port);
+            return ExitCode::from(exit::CONNECT);
+        }
+    };
+    // Scripts wait for this line to learn the port when they pass `--port 0`.
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "wslink launcher on http://{}/{endpoint}/",
+        bound.local_addr()
+    );
+    let _ = out.flush();
+    drop(out);
+    bound.run_until(wslink_launcher::terminate_signal()).await;
+    ExitCode::SUCCESS
 }
 
 fn seconds(secs: f64, option: &str) -> Result<Duration, Failure> {
