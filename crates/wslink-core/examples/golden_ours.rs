@@ -56,7 +56,7 @@ fn error(s: impl Into<String>) -> Problem {
 
 fn unhex(s: &str) -> Result<Vec<u8>, Problem> {
     let s: String = s.split_whitespace().collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(error(format!(
             "odd-length hex string of {} digits",
             s.len()

@@ -1135,7 +1135,7 @@ pub async fn shutdown_under_load(ctx: &Ctx) -> Result<String, String> {
                 return i;
             }
             i += 1;
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

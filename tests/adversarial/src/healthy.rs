@@ -168,7 +168,7 @@ async fn run(
         let took = started.elapsed().as_micros() as u64;
         stats.max_latency_us.fetch_max(took, Ordering::Relaxed);
 
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             stats.calls.fetch_add(1, Ordering::Relaxed);
             stats.publishes.fetch_add(1, Ordering::Relaxed);
             let args = vec![Value::from(topic.as_str()), Value::from(1), Value::from(16)];
