@@ -3,7 +3,7 @@
 //! one origin.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -192,27 +192,127 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     r
 }
 
+/// Maps a URL path to a file under `root`, refusing anything that would
+/// leave it (`..`, absolute parts, encoded separators).
+fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(url_path)?;
+    let mut path = root.to_path_buf();
+    for part in Path::new(decoded.trim_start_matches('/')).components() {
+        match part {
+            Component::Normal(p) => path.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(path)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            let b = u8::from_str_radix(hex, 16).ok()?;
+            // An encoded separator or NUL would smuggle a path past `resolve`.
+            if b == b'/' || b == b'\\' || b == 0 {
+                return None;
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
 async fn static_file(root: &Path, method: Method, url_path: String) -> HttpResponse {
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
-    match crate::static_files::read(root, &url_path, method == Method::HEAD).await {
-        Ok(file) => {
-            let mut r = Response::new(Full::new(file.body));
+    let Some(mut path) = resolve(root, &url_path) else {
+        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    if tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        path.push("index.html");
+    }
+    // `resolve` keeps the path lexically under the root; a symbolic link
+    // inside it could still point anywhere, so the real path must stay
+    // under the real root too (as aiohttp's static route insists).
+    let inside = match (
+        tokio::fs::canonicalize(root).await,
+        tokio::fs::canonicalize(&path).await,
+    ) {
+        (Ok(real_root), Ok(real)) => real.starts_with(&real_root),
+        _ => false,
+    };
+    if !inside {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let read = if method == Method::HEAD {
+        tokio::fs::metadata(&path)
+            .await
+            .map(|m| (m.len() as usize, Bytes::new()))
+    } else {
+        tokio::fs::read(&path)
+            .await
+            .map(|data| (data.len(), Bytes::from(data)))
+    };
+    match read {
+        Ok((len, body)) => {
+            let mut r = Response::new(Full::new(body));
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(file.content_type),
+                HeaderValue::from_static(content_type(&path)),
             );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.len));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
-        Err(crate::static_files::NotServed::BadPath) => {
-            plain(StatusCode::BAD_REQUEST, "bad path\n")
-        }
-        Err(crate::static_files::NotServed::NotFound) => {
-            plain(StatusCode::NOT_FOUND, "not found\n")
-        }
+        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let root = Path::new("/srv/www");
+        assert_eq!(
+            resolve(root, "/a/b.js"),
+            Some(PathBuf::from("/srv/www/a/b.js"))
+        );
+        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www")));
+        assert_eq!(resolve(root, "/../etc/passwd"), None);
+        assert_eq!(resolve(root, "/a/%2e%2e/%2e%2e/etc"), None);
+        assert_eq!(resolve(root, "/a%2fb"), None);
+        assert_eq!(resolve(root, "/%41"), Some(PathBuf::from("/srv/www/A")));
     }
 }

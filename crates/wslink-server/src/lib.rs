@@ -50,7 +50,6 @@ mod outbound;
 mod policy;
 mod publisher;
 mod server;
-pub mod static_files;
 mod wire;
 
 #[cfg(feature = "conformance")]
