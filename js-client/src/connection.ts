@@ -279,7 +279,11 @@ export class WslinkClient {
     if (session === null || !this.declaresSubscriptions) return;
     session.declare(method, topic).catch((e: unknown) => {
       if (this.session !== session || method !== SUBSCRIBE_METHOD) return;
-      const error = e instanceof WslinkError ? e : clientError('protocol', String(e), { cause: e });
+      // Only the server's answer refuses a topic. A declaration lost with
+      // its connection (the reply never came) is made again on the next
+      // session, with every other surviving subscription.
+      if (!(e instanceof WslinkError) || e.kind !== 'server') return;
+      const error = e;
       const refused = this.subscriptions.get(topic);
       this.subscriptions.delete(topic);
       for (const s of refused ?? []) s.onRefused?.(error);
