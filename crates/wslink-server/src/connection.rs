@@ -409,6 +409,21 @@ impl Conn {
 
     async fn on_request(&mut self, req: Request) -> Result<(), End> {
         if req.id.split(':').next() == Some("system") {
+            // Before hello, only a hello is free: any other system request
+            // (a declaration, an unknown method) counts like a call would.
+            if req.method != HELLO_METHOD && !self.slot.is_authenticated() {
+                self.pre_auth_messages += 1;
+                if self.pre_auth_messages >= self.shared.config.limits.max_pre_auth_messages {
+                    self.reply(Message::Error {
+                        id: req.id,
+                        error: RpcError::unauthorized(),
+                    });
+                    return Err(close_after_queue(
+                        1008,
+                        "too many messages before wslink.hello",
+                    ));
+                }
+            }
             return self.on_system(req).await;
         }
         if !self.slot.is_authenticated() {

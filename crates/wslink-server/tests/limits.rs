@@ -516,6 +516,21 @@ async fn max_pre_auth_messages() {
         peer.send(&m).await;
     }
     closed_with(&mut peer, 1008, "too many messages before wslink.hello").await;
+    // So do system requests other than hello: declarations, unknown methods.
+    let mut peer = Peer::connect(&url, Generation::V2).await;
+    for method in ["wslink.subscribe", "wslink.nonsense", "wslink.unsubscribe"] {
+        let mut req = peer.request(method, vec![Value::from("news")]);
+        if let Message::Request(r) = &mut req {
+            r.id = r.id.replacen("rpc:", "system:", 1);
+        }
+        peer.send(&req).await;
+        let m = peer.recv().await.unwrap();
+        assert!(
+            error_code(&m) != 0,
+            "{method} before hello must be refused: {m:?}"
+        );
+    }
+    closed_with(&mut peer, 1008, "too many messages before wslink.hello").await;
 }
 
 #[tokio::test]
