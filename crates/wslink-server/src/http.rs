@@ -150,7 +150,9 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         return r;
     }
     let limits = &shared.config.limits;
-    if shared.open.load(std::sync::atomic::Ordering::Acquire) >= limits.max_connections {
+    // Nothing below refuses the upgrade: the slot taken here is given back
+    // when the connection's task ends.
+    if !shared.try_open_connection(limits.max_connections) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     }
     let accept = derive_accept_key(key.as_bytes());
@@ -170,7 +172,6 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let on_upgrade = hyper::upgrade::on(req);
-    shared.connection_opened();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {

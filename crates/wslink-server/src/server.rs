@@ -181,9 +181,19 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .remove(client_id);
     }
-    pub fn connection_opened(&self) {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        self.open_changed.notify_waiters();
+    /// Counts a new connection unless `max` are open: one atomic step, so
+    /// upgrades arriving together cannot all pass a check made apart.
+    pub fn try_open_connection(&self, max: usize) -> bool {
+        let opened = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if opened {
+            self.open_changed.notify_waiters();
+        }
+        opened
     }
     pub fn connection_closed(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);

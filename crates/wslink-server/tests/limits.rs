@@ -639,6 +639,31 @@ async fn max_connections() {
     }
 }
 
+/// Upgrades racing on several threads: the limit is one atomic step, so no
+/// more than `max_connections` get through however they interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_connections_holds_under_concurrent_upgrades() {
+    let url = serve(Limits {
+        max_connections: 4,
+        ..Limits::default()
+    })
+    .await;
+    let attempts: Vec<_> = (0..48)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { tokio_tungstenite::connect_async(url.as_str()).await })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok((ws, _)) => open.push(ws),
+            Err(e) => assert!(e.to_string().contains("503"), "{e}"),
+        }
+    }
+    assert_eq!(open.len(), 4, "exactly the limit gets through");
+}
+
 #[tokio::test]
 async fn defaults_at_their_boundaries() {
     let d = Limits::default();
