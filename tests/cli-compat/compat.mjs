@@ -260,6 +260,27 @@ async function rawSizeProbe(url, size) {
   return out;
 }
 
+/** A hello whose msgpack message is exactly `size` bytes (padded with an extra key). */
+async function rawHelloOfSize(url, size) {
+  const { ws, error } = await rawOpen(url);
+  if (error) return 'no-socket';
+  const make = (n) => msgpack.encode({ wslink: '1.0', id: 'system:c0:0', method: 'wslink.hello', args: [{ secret: SECRET, pad: 'p'.repeat(n) }], kwargs: {} });
+  let n = size - 100;
+  n += size - make(n).length;
+  const bytes = make(n);
+  if (bytes.length !== size) throw new Error(`could not size a hello to ${size}`);
+  ws.send(frame(bytes));
+  const m = await nextMessage(ws, 5000);
+  let out;
+  if (m) out = m.result && m.result.clientID ? 'accepted' : `error ${m.error && m.error.code}`;
+  else {
+    const closed = await Promise.race([ws.closed, sleep(1000).then(() => null)]);
+    out = closed ? `closed ${closed.code}` : 'no answer';
+  }
+  ws.close();
+  return out;
+}
+
 async function wsExtensions(url) {
   const { ws, extensions, error } = await rawOpen(url);
   if (error) return 'no-socket';
@@ -348,6 +369,18 @@ const SCENARIOS = [
     },
   },
   {
+    name: 'WSLINK_AUTH_MSG_SIZE=1000',
+    args: ['--authKey', SECRET],
+    env: { WSLINK_AUTH_MSG_SIZE: '1000' },
+    async probe(s) {
+      const url = `ws://127.0.0.1:${s.port}/ws`;
+      return {
+        'hello of 1000 bytes': await rawHelloOfSize(url, 1000),
+        'hello of 1001 bytes': await rawHelloOfSize(url, 1001),
+      };
+    },
+  },
+  {
     name: 'WSLINK_HTTP_HEADERS',
     args: ['--authKey', SECRET, '--content', www],
     env: { WSLINK_HTTP_HEADERS: headersFile },
@@ -415,6 +448,12 @@ const KNOWN = {
       ours: { hello: 'ok', maxMsgSize: 2000, answer: 'echoed 1991 chars' },
     },
   },
+  'WSLINK_AUTH_MSG_SIZE=1000': {
+    // Python's unchunker raises ValueError on the hello's declared size and
+    // the handler dies: the TCP connection drops with no close frame (the
+    // client sees 1006). Ours closes with 1009 and says which limit.
+    'hello of 1001 bytes': { python: 'closed 1006', ours: 'closed 1009' },
+  },
   WSLINK_HTTP_HEADERS: {
     // wslink 2.6.0 loads the file at import, then reload_settings() puts
     // the variable's raw string back in HTTP_HEADERS, so its middleware
@@ -443,6 +482,7 @@ const EXPECT = {
     'GET /?a=1': { status: 302, location: 'index.html?a=1' },
   },
   '--no-ws-endpoint': { 'GET /ws': { status: 404 }, 'GET /index.html': { status: 200, body: '<p>home</p>' } },
+  'WSLINK_AUTH_MSG_SIZE=1000': { 'hello of 1000 bytes': 'accepted' },
   WSLINK_READY_MSG: { 'default ready text printed too': false, 'hello with the key': 'ok:5:echo-20000' },
   'WSLINK_MAX_MSG_SIZE=2000 (frames up to it + WSLINK_MSG_OVERHEAD 4096)': {
     'npm client, message over maxMsgSize': 'ok:5:echo-20000',
