@@ -70,6 +70,10 @@ fs.writeFileSync(path.join(www, 'index.html'), '<p>home</p>');
 fs.writeFileSync(path.join(www, 'sub/a.txt'), 'content a');
 fs.writeFileSync(path.join(www, 'data/hidden.txt'), 'under the data prefix, so never served');
 fs.writeFileSync(path.join(data, 'x.txt'), 'fs endpoint x');
+const outside = path.join(work, 'outside.txt');
+fs.writeFileSync(outside, 'outside the served directories');
+fs.symlinkSync(outside, path.join(www, 'link-out.txt'));
+fs.symlinkSync(path.join(www, 'sub/a.txt'), path.join(www, 'link-in.txt'));
 const headersFile = path.join(work, 'headers.json');
 fs.writeFileSync(headersFile, JSON.stringify({ 'X-Compat': 'yes', 'Cross-Origin-Opener-Policy': 'same-origin' }));
 
@@ -148,6 +152,21 @@ async function http(server, urlPath, method = 'GET') {
     xCompat: r.headers.get('x-compat') ?? undefined,
     coop: r.headers.get('cross-origin-opener-policy') ?? undefined,
   };
+}
+
+/**
+ * A request line sent as is (fetch would normalize `..` and `%2e%2e`):
+ * whether a file outside the served directories came back.
+ */
+function rawHttpLeaks(server, target) {
+  return new Promise((resolve) => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let raw = '';
+    socket.on('connect', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (d) => (raw += d));
+    socket.on('error', () => resolve('socket error'));
+    socket.on('close', () => resolve(raw.startsWith('HTTP/1.1 200') || raw.includes('outside the served') ? 'LEAKED' : 'refused'));
+  });
 }
 
 /** Hello and one call with the npm client: 'ok:RESULT' or 'refused:CODE'. */
@@ -314,6 +333,12 @@ const SCENARIOS = [
         'POST /index.html': await http(s, '/index.html', 'POST'),
         'GET /myws without upgrade': await http(s, '/myws'),
         'GET /ws': await http(s, '/ws'),
+        'GET /link-in.txt (a link inside)': await http(s, '/link-in.txt'),
+        'GET /link-out.txt (a link out)': await http(s, '/link-out.txt'),
+        'GET /../outside.txt': await rawHttpLeaks(s, '/../outside.txt'),
+        'GET /%2e%2e/outside.txt': await rawHttpLeaks(s, '/%2e%2e/outside.txt'),
+        'GET /data/..%2f..%2foutside.txt': await rawHttpLeaks(s, '/data/..%2f..%2foutside.txt'),
+        'GET /data/%2e%2e/%2e%2e/outside.txt': await rawHttpLeaks(s, '/data/%2e%2e/%2e%2e/outside.txt'),
       };
     },
   },
@@ -365,6 +390,17 @@ const SCENARIOS = [
         'raw frame of 2099 bytes': await rawSizeProbe(url, 2099),
         'raw frame of 2100 bytes (the limit)': await rawSizeProbe(url, 2100),
         'raw frame of 2101 bytes': await rawSizeProbe(url, 2101),
+      };
+    },
+  },
+  {
+    name: 'WSLINK_FOLLOW_SYMLINKS=1',
+    args: ['--authKey', SECRET, '--content', www],
+    env: { WSLINK_FOLLOW_SYMLINKS: '1' },
+    async probe(s) {
+      return {
+        'GET /link-out.txt (a link out)': await http(s, '/link-out.txt'),
+        'GET /%2e%2e/outside.txt': await rawHttpLeaks(s, '/%2e%2e/outside.txt'),
       };
     },
   },
@@ -480,6 +516,16 @@ const EXPECT = {
     'GET /data/x.txt (fs endpoint)': { status: 200, body: 'fs endpoint x' },
     'GET /data/hidden.txt (content file under the fs prefix)': { status: 404 },
     'GET /?a=1': { status: 302, location: 'index.html?a=1' },
+    'GET /link-in.txt (a link inside)': { status: 200, body: 'content a' },
+    'GET /link-out.txt (a link out)': { status: 404 },
+    'GET /../outside.txt': 'refused',
+    'GET /%2e%2e/outside.txt': 'refused',
+    'GET /data/..%2f..%2foutside.txt': 'refused',
+    'GET /data/%2e%2e/%2e%2e/outside.txt': 'refused',
+  },
+  'WSLINK_FOLLOW_SYMLINKS=1': {
+    'GET /link-out.txt (a link out)': { status: 200, body: 'outside the served directories' },
+    'GET /%2e%2e/outside.txt': 'refused',
   },
   '--no-ws-endpoint': { 'GET /ws': { status: 404 }, 'GET /index.html': { status: 200, body: '<p>home</p>' } },
   'WSLINK_AUTH_MSG_SIZE=1000': { 'hello of 1000 bytes': 'accepted' },
