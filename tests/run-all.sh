@@ -42,6 +42,7 @@ stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
 stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, origins, in headless chromium" bash tests/browser/run.sh
 stage "remote-view protocol: the Python benchmark peer and ours pass one check" bash tests/peers/check-remote-view.sh
 stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
+stage "wslink serve vs python -m wslink.server 2.6.0: flags, WSLINK_* variables, ready line" bash tests/cli-compat/run.sh
 stage "launcher: SmartConnect in chromium via wslink launch and Kitware's launcher, the built-in proxy" bash tests/launcher/run.sh
 stage "C and C++: wslink.h fresh, examples (gcc, g++, CMake) against our and Kitware's servers and launcher, hostile servers through the C API" bash tests/c/run.sh
 stage "installs: cargo package, pip wheel, npm tarball, each tested from a clean directory" bash tests/install/run.sh

@@ -70,7 +70,9 @@ enum Command {
     /// Print the messages published on a topic, one JSON line each.
     #[command(after_help = EXIT_CODES)]
     Subscribe(SubscribeArgs),
-    /// Run a wslink server.
+    /// Run a wslink server; takes the flags of Kitware's `python -m
+    /// wslink.server` (unique prefixes of long flags too, as argparse).
+    #[command(infer_long_args = true, after_help = serve::SERVE_HELP)]
     Serve(serve::ServeArgs),
     /// Start a server process per browser session, from a configuration
     /// file in the format of Kitware's `python -m wslink.launcher`.

@@ -294,7 +294,7 @@ impl Conn {
         let authenticated = self.slot.is_authenticated();
         let decoded = match &mut self.decoder {
             Decoder::V2(d) => {
-                let limit = limits.max_frame_size + 4096;
+                let limit = limits.v2_frame_limit();
                 if data.len() > limit {
                     return Err(close(
                         1009,

@@ -67,7 +67,7 @@ impl FrameLimits {
     pub fn authenticated(&self, generation: Generation, limits: &Limits) {
         let (text, binary) = match generation {
             // 2.x sends no text frames; the reader closes with 1003 on one.
-            Generation::V2 => (0, limits.max_frame_size.saturating_add(4096)),
+            Generation::V2 => (0, limits.v2_frame_limit()),
             Generation::V1 => (limits.max_text_size, limits.max_message_size),
         };
         self.text.store(text, Ordering::Release);

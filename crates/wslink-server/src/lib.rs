@@ -41,6 +41,7 @@
 mod config;
 mod connection;
 mod context;
+mod env;
 mod guard;
 mod handler;
 mod http;
@@ -57,8 +58,11 @@ pub mod conformance;
 
 pub use config::{Limits, ServerConfig};
 pub use context::{CallContext, ConnectionInfo};
+pub use env::EnvError;
 pub use handler::{HandlerError, LinkProtocol, Methods};
 pub use http::HttpResponse;
+/// Header types of [`ServerBuilder::http_headers`] (the `http` crate's, through hyper).
+pub use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 pub use metrics::MetricsSnapshot;
 pub use policy::{AllowedOrigins, AuthThrottle, OriginError};
 pub use publisher::{PublishError, Publisher, TopicPolicy};

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use hyper::http::HeaderMap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -248,7 +249,7 @@ pub struct Server {
 /// assert_eq!(server.method_names(), ["echo"]);
 /// ```
 pub struct ServerBuilder {
-    config: ServerConfig,
+    pub(crate) config: ServerConfig,
     methods: Methods,
     validator: Option<Validator>,
     on_connect: Vec<ConnectHook>,
@@ -507,6 +508,152 @@ impl ServerBuilder {
         }
         self.config.ws_endpoint = path;
         self
+    }
+
+    /// Serves HTTP only, with no WebSocket endpoint, when `false`
+    /// (`--no-ws-endpoint`); `true` by default.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder()
+    ///     .content("./www")
+    ///     .websocket(false)
+    ///     .build();
+    /// assert!(!server.config().websocket);
+    /// ```
+    pub fn websocket(mut self, enabled: bool) -> Self {
+        self.config.websocket = enabled;
+        self
+    }
+
+    /// Whether permessage-deflate (RFC 7692) is negotiated with clients that
+    /// offer it; `true` by default, as Kitware's server. `false` is
+    /// `--no-ws-compress` / `WSLINK_WS_COMPRESS=0`: for payloads that do not
+    /// compress (JPEG frames), or to save the CPU.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().compression(false).build();
+    /// assert!(!server.config().compression);
+    /// ```
+    pub fn compression(mut self, enabled: bool) -> Self {
+        self.config.compression = enabled;
+        self
+    }
+
+    /// Serves the files of `dir` under the URL prefix `prefix`
+    /// (`--fs-endpoints name=dir`); may be called for several prefixes.
+    ///
+    /// A missing leading `/` is added and trailing ones are dropped, as
+    /// wslink's Python server does. A request goes to the endpoint with the
+    /// longest prefix that matches whole path segments, else to
+    /// [`content`](Self::content); the WebSocket endpoint takes its own
+    /// path before either. The same path checks apply as for `content`.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder()
+    ///     .content("./www")
+    ///     .fs_endpoint("data", "/srv/data")       // /data/a.vtp is /srv/data/a.vtp
+    ///     .fs_endpoint("/data/big/", "/mnt/big")  // except under /data/big
+    ///     .build();
+    /// let prefixes: Vec<&str> =
+    ///     server.config().fs_endpoints.iter().map(|(p, _)| p.as_str()).collect();
+    /// assert_eq!(prefixes, ["/data", "/data/big"]);
+    /// ```
+    pub fn fs_endpoint(mut self, prefix: &str, dir: impl Into<PathBuf>) -> Self {
+        let prefix = format!("/{}", prefix.trim_matches('/'));
+        let dir = dir.into();
+        match self
+            .config
+            .fs_endpoints
+            .iter_mut()
+            .find(|(p, _)| *p == prefix)
+        {
+            // A name given twice keeps the last directory, as Python's dict.
+            Some(entry) => entry.1 = dir,
+            None => self.config.fs_endpoints.push((prefix, dir)),
+        }
+        self
+    }
+
+    /// Serves static files that are symbolic links to outside their
+    /// directory (`WSLINK_FOLLOW_SYMLINKS=1`); `false` by default, when a
+    /// link is served only if it leads to a file inside the directory.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().follow_symlinks(true).build();
+    /// assert!(server.config().follow_symlinks);
+    /// ```
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.config.follow_symlinks = follow;
+        self
+    }
+
+    /// Adds these headers to every HTTP response but the WebSocket upgrade,
+    /// where the response does not already set them (`WSLINK_HTTP_HEADERS`).
+    /// The usual use: the cross-origin isolation a page needs for
+    /// `SharedArrayBuffer`.
+    ///
+    /// ```
+    /// use wslink_server::{HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    /// headers.insert("cross-origin-embedder-policy", HeaderValue::from_static("require-corp"));
+    /// let server = wslink_server::Server::builder().http_headers(headers).build();
+    /// assert_eq!(server.config().http_headers.len(), 2);
+    /// ```
+    pub fn http_headers(mut self, headers: HeaderMap) -> Self {
+        self.config.http_headers = headers;
+        self
+    }
+
+    /// Applies Kitware's `WSLINK_*` environment variables, as its Python
+    /// server reads them: `WSLINK_MAX_MSG_SIZE` ([`Limits::max_frame_size`]),
+    /// `WSLINK_MSG_OVERHEAD` ([`Limits::frame_overhead`]),
+    /// `WSLINK_AUTH_MSG_SIZE` ([`Limits::pre_auth_max_message_size`]),
+    /// `WSLINK_HEART_BEAT` ([`keepalive`](Self::keepalive) in seconds, below
+    /// 1 off), `WSLINK_WS_COMPRESS` ([`compression`](Self::compression)),
+    /// `WSLINK_FOLLOW_SYMLINKS` ([`follow_symlinks`](Self::follow_symlinks))
+    /// and `WSLINK_HTTP_HEADERS` (a JSON file of [`http_headers`](Self::http_headers)).
+    ///
+    /// Unset variables leave the builder's values; settings made after this
+    /// call win. A value that is not what its variable takes (not an
+    /// integer, out of range, an unreadable headers file) is an error naming
+    /// the variable.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wslink_server::EnvError> {
+    /// let server = wslink_server::Server::builder().apply_env()?.build();
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn apply_env(self) -> Result<Self, crate::EnvError> {
+        self.apply_env_from(|name| std::env::var_os(name))
+    }
+
+    /// [`apply_env`](Self::apply_env) with the variables looked up by
+    /// `lookup` instead of in the process environment (tests, a config
+    /// file of `KEY=VALUE` lines).
+    ///
+    /// ```
+    /// use std::ffi::OsString;
+    ///
+    /// let server = wslink_server::Server::builder()
+    ///     .apply_env_from(|name| (name == "WSLINK_MAX_MSG_SIZE").then(|| OsString::from("65536")))
+    ///     .unwrap()
+    ///     .build();
+    /// assert_eq!(server.config().limits.max_frame_size, 65536);
+    ///
+    /// let bad = wslink_server::Server::builder()
+    ///     .apply_env_from(|name| (name == "WSLINK_HEART_BEAT").then(|| OsString::from("30s")));
+    /// assert!(bad.err().unwrap().to_string().starts_with("WSLINK_HEART_BEAT="));
+    /// ```
+    pub fn apply_env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, crate::EnvError> {
+        crate::env::apply(&mut self.config, &lookup)?;
+        Ok(self)
     }
 
     /// Stops the server after this long without clients (`--timeout`).
