@@ -1,8 +1,11 @@
 //! `wslink serve --ssl` (PEM files or adhoc) and `wslink call --ca`, with
-//! certificates made at run time.
+//! certificates made at run time; and our client against Kitware's Python
+//! servers started with `--ssl CERT,KEY`.
+
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -119,27 +122,34 @@ fn empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
 }
 
-#[test]
-fn serve_ssl_with_pem_files_answers_wss_calls_from_a_client_given_the_ca() {
-    let dir = tempfile::tempdir().unwrap();
+/// A private CA (ca.pem) and a certificate it signed for localhost and
+/// 127.0.0.1 (cert.pem, key.pem) in `dir`.
+fn make_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
         .unwrap()
         .signed_by(&key, &issuer)
         .unwrap();
     let (cert_file, key_file, ca_file) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
     );
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
     std::fs::write(&ca_file, ca.pem()).unwrap();
+    (cert_file, key_file, ca_file)
+}
+
+#[test]
+fn serve_ssl_with_pem_files_answers_wss_calls_from_a_client_given_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file, ca_file) = make_pki(dir.path());
 
     let pair = format!("{},{}", cert_file.display(), key_file.display());
     let server = serve(&["--ssl", &pair], dir.path(), dir.path());
@@ -237,4 +247,45 @@ fn serve_ssl_with_a_bad_file_exits_non_zero_naming_it() {
     let out = wslink(&["serve", "--port", "0", "--ssl", "only-one.pem"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("CERT,KEY"), "{}", stderr(&out));
+}
+
+/// The drop-in check the other way round: Kitware's servers (2.6.0 and
+/// 1.12.4) with `--ssl CERT,KEY`, and our client verifying them against the
+/// private CA. (Their `--ssl adhoc` needs the `cryptography` package, which
+/// the reference venvs do not carry; it builds the same SSL context from
+/// files it writes, so the files case covers the transport.)
+#[test]
+fn our_client_calls_kitwares_python_servers_over_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file, ca_file) = make_pki(dir.path());
+    let pair = format!("{},{}", cert_file.display(), key_file.display());
+    for generation in [wslink_core::Generation::V2, wslink_core::Generation::V1] {
+        let server = support::peers::start_with(generation, &["--ssl", &pair], "wss");
+        let ca = ca_file.display().to_string();
+        let call = |trust: bool| {
+            let mut args = vec![
+                "call",
+                &server.url,
+                "conformance.add",
+                "20",
+                "22",
+                "--secret",
+                support::peers::SECRET,
+            ];
+            if generation == wslink_core::Generation::V1 {
+                args.push("--legacy");
+            }
+            if trust {
+                args.extend(["--ca", &ca]);
+            }
+            wslink(&args)
+        };
+        let out = call(true);
+        assert!(out.status.success(), "{generation}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+
+        // The same server, not trusted: refused by our client.
+        let out = call(false);
+        assert_eq!(out.status.code(), Some(3), "{generation}: {}", stderr(&out));
+    }
 }
