@@ -309,6 +309,13 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_blocks_nobod
     server.shutdown();
 }
 
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .unwrap()
+}
+
 fn assert_names(err: &TlsError, file: &Path) {
     let text = err.to_string();
     assert!(
@@ -372,6 +379,17 @@ fn bad_certificate_and_key_files_are_errors_that_name_the_file() {
     assert!(matches!(err, TlsError::BadCert { .. }), "{err:?}");
     assert_names(&err, &broken);
 
+    // Valid PEM and base64, but no certificate inside.
+    let hollow = pki.path("hollow.pem");
+    std::fs::write(
+        &hollow,
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let err = TlsConfig::from_pem_files(&hollow, &key).unwrap_err();
+    assert!(matches!(err, TlsError::BadCert { .. }), "{err:?}");
+    assert_names(&err, &hollow);
+
     // A well-formed key that belongs to another certificate.
     let other = rcgen::KeyPair::generate().unwrap();
     let other_key = pki.path("other-key.pem");
@@ -381,8 +399,14 @@ fn bad_certificate_and_key_files_are_errors_that_name_the_file() {
     assert_names(&err, &other_key);
     assert_names(&err, &cert);
 
-    // The good pair loads and knows its certificate.
+    // The good pair loads and knows its certificate and public key.
     let tls = TlsConfig::from_pem_files(&cert, &key).unwrap();
+    use rcgen::PublicKeyData;
+    let spki = rcgen::KeyPair::from_pem(&std::fs::read_to_string(&key).unwrap())
+        .unwrap()
+        .subject_public_key_info();
+    let digest = sha256(&spki);
+    assert_eq!(tls.spki_sha256(), Some(digest));
     let pem = std::fs::read_to_string(&cert).unwrap();
     assert_eq!(
         tls.certificate_pem().unwrap().replace('\r', ""),

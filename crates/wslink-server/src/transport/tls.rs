@@ -133,7 +133,17 @@ pub struct TlsConfig {
 
 struct Leaf {
     cert: CertificateDer<'static>,
-    spki: Option<Vec<u8>>,
+    spki: Vec<u8>,
+}
+
+impl Leaf {
+    fn new(cert: &CertificateDer<'static>) -> Result<Leaf, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
+        Ok(Leaf {
+            cert: cert.clone(),
+            spki: parsed.subject_public_key_info().as_ref().to_vec(),
+        })
+    }
 }
 
 impl fmt::Debug for TlsConfig {
@@ -202,12 +212,12 @@ impl TlsConfig {
                 other => other.to_string(),
             },
         })?;
-        let leaf = Leaf {
-            cert: chain[0].clone(),
-            spki: None,
-        };
+        let leaf = Leaf::new(&chain[0]).map_err(|e| TlsError::BadCert {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
         let config = single_cert(chain, private).map_err(|source| match source {
-            // Only the key can be at fault once both parsed as PEM.
+            // The certificate parsed, so a general failure is the key's.
             rustls::Error::General(reason) => TlsError::BadKey {
                 path: key.to_owned(),
                 reason,
@@ -218,7 +228,7 @@ impl TlsConfig {
                 source,
             },
         })?;
-        Ok(Self::with_leaf(config, Some(leaf)))
+        Ok(Self::with_leaf(config, leaf))
     }
 
     /// Makes a self-signed certificate (ECDSA P-256) for `hosts`, which
@@ -257,13 +267,10 @@ impl TlsConfig {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let cert = params.self_signed(&key)?;
-        let leaf = Leaf {
-            cert: cert.der().clone(),
-            spki: Some(rcgen::PublicKeyData::subject_public_key_info(&key)),
-        };
+        let leaf = Leaf::new(cert.der())?;
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let config = single_cert(vec![cert.der().clone()], private)?;
-        Ok(Self::with_leaf(config, Some(leaf)))
+        Ok(Self::with_leaf(config, leaf))
     }
 
     /// Uses a rustls configuration as it is, for full control (client
@@ -296,10 +303,10 @@ impl TlsConfig {
         }
     }
 
-    fn with_leaf(mut config: rustls::ServerConfig, leaf: Option<Leaf>) -> Self {
+    fn with_leaf(mut config: rustls::ServerConfig, leaf: Leaf) -> Self {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let mut this = Self::from_rustls(Arc::new(config));
-        this.leaf = leaf.map(Arc::new);
+        this.leaf = Some(Arc::new(leaf));
         this
     }
 
@@ -343,9 +350,9 @@ impl TlsConfig {
 
     /// SHA-256 of the certificate's public key (SubjectPublicKeyInfo), as
     /// Chromium's `--ignore-certificate-errors-spki-list` takes it (in
-    /// base64). Known for [`self_signed`](Self::self_signed) certificates.
+    /// base64), and as HTTP public key pinning used to.
     pub fn spki_sha256(&self) -> Option<[u8; 32]> {
-        self.leaf.as_ref()?.spki.as_deref().map(sha256)
+        self.leaf.as_ref().map(|l| sha256(&l.spki))
     }
 
     /// Runs the handshake on an accepted connection, within the timeout.
