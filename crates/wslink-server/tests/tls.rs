@@ -172,18 +172,8 @@ async fn an_untrusted_or_misnamed_server_is_refused() {
 
 /// GET over https with a rustls client trusting `ca_pem`.
 async fn https_get(port: u16, path: &str, ca_pem: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let config = client_config(ca_pem, rustls::DEFAULT_VERSIONS);
+    let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
@@ -432,5 +422,66 @@ async fn a_self_signed_certificate_is_trusted_by_its_own_pem() {
         assert_eq!(add(&client, 20, 22).await, Value::from(42));
         client.close().await;
     }
+    server.shutdown();
+}
+
+/// A rustls client configuration trusting `ca_pem`, limited to `versions`.
+fn client_config(
+    ca_pem: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+#[tokio::test]
+async fn a_rustls_server_config_of_ones_own_is_used_as_given() {
+    let pki = Pki::new();
+    let chain =
+        vec![rustls::pki_types::CertificateDer::from_pem_file(pki.path("cert.pem")).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let tls = TlsConfig::from_rustls(Arc::new(config));
+    assert!(tls.certificate_der().is_none());
+    let server = conformance::builder().tls(tls).build();
+    let port = start(&server).await;
+    let url = format!("wss://localhost:{port}/ws");
+
+    let client = Client::builder(&url)
+        .tls_config(client_config(&pki.ca_pem, &[&rustls::version::TLS13]))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(add(&client, 6, 7).await, Value::from(13));
+    client.close().await;
+
+    // This server only speaks TLS 1.3: a TLS 1.2-only client is refused.
+    let err = Client::builder(&url)
+        .tls_config(client_config(&pki.ca_pem, &[&rustls::version::TLS12]))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, wslink_client::Error::Connect { .. }),
+        "{err:?}"
+    );
     server.shutdown();
 }
