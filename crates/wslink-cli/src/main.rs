@@ -128,6 +128,11 @@ struct ConnectArgs {
     /// public CAs.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// For wss:// URLs: accept any certificate, for any name (e.g. a Python
+    /// server started with --ssl adhoc). The traffic is then open to
+    /// anyone on the path; prefer --ca.
+    #[arg(long, short = 'k', conflicts_with = "ca")]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +367,10 @@ async fn connect(url: &str, args: &ConnectArgs, timeout: Duration) -> Result<Cli
     let mut builder = Client::builder(url);
     if let Some(ca) = &args.ca {
         builder = builder.ca_file(ca);
+    }
+    if args.insecure {
+        eprintln!("wslink: warning: --insecure: the server's certificate is not checked");
+        builder = builder.danger_accept_invalid_certs(true);
     }
     builder
         .secret(&args.secret)

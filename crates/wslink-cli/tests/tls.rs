@@ -59,7 +59,7 @@ fn serve(extra: &[&str], cwd: &Path, tmp: &Path) -> Served {
     let mut args = vec![
         "serve",
         "--host",
-        "localhost",
+        "127.0.0.1",
         "--port",
         "0",
         "--conformance",
@@ -180,6 +180,18 @@ fn serve_ssl_adhoc_prints_its_fingerprint_and_writes_nothing_unless_asked() {
     assert!(said.contains("SHA-256 fingerprint: "), "{said}");
     let out = call_add(&server.url, None);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // --insecure takes it, with a warning.
+    let out = wslink(&[
+        "call",
+        &server.url,
+        "conformance.add",
+        "1",
+        "2",
+        "--insecure",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    assert!(stderr(&out).contains("not checked"), "{}", stderr(&out));
     drop(server);
     assert!(empty(cwd.path()) && empty(tmp.path()), "adhoc wrote files");
 

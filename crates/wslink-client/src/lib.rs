@@ -472,6 +472,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Accepts any server certificate on wss://, for any name: no CA, no
+    /// name, no expiry check. Only for reaching a test server whose
+    /// certificate cannot be verified at all, such as Kitware's
+    /// `--ssl adhoc` (its name field is malformed); anyone on the path can
+    /// then read and change the traffic. Prefer [`ca_file`](Self::ca_file).
+    /// Feature `tls`.
+    ///
+    /// ```
+    /// let builder = wslink_client::Client::builder("wss://127.0.0.1:8443/ws")
+    ///     .danger_accept_invalid_certs(true);
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls.accept_invalid_certs = accept;
+        self
+    }
+
     /// Uses this rustls configuration for wss:// as it is (client
     /// certificates, a custom verifier, pinned keys...), instead of the
     /// one made from the roots above. Feature `tls`.

@@ -23,6 +23,7 @@ pub(crate) struct TlsSettings {
     pub roots: Vec<CertificateDer<'static>>,
     pub ca_files: Vec<PathBuf>,
     pub config: Option<Arc<rustls::ClientConfig>>,
+    pub accept_invalid_certs: bool,
 }
 
 impl Default for TlsSettings {
@@ -32,6 +33,7 @@ impl Default for TlsSettings {
             roots: Vec::new(),
             ca_files: Vec::new(),
             config: None,
+            accept_invalid_certs: false,
         }
     }
 }
@@ -64,11 +66,17 @@ impl TlsSettings {
         // Explicit provider, not the process default: a program that also
         // links aws-lc-rs through another crate would otherwise panic.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .expect("ring supports TLS 1.2 and 1.3")
-            .with_root_certificates(store)
-            .with_no_client_auth();
+            .expect("ring supports TLS 1.2 and 1.3");
+        let config = if self.accept_invalid_certs {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_no_client_auth()
+        } else {
+            builder.with_root_certificates(store).with_no_client_auth()
+        };
         Ok(Arc::new(config))
     }
 }
@@ -92,4 +100,54 @@ fn read_ca_file(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, Error> {
         });
     }
     Ok(certs)
+}
+
+/// Takes any certificate for any name (the handshake's signatures are
+/// still checked, so the peer holds the key of the certificate it sent).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
