@@ -52,9 +52,8 @@ pub enum Error {
         source: Box<tungstenite::Error>,
     },
 
-    /// A CA file given to
-    /// [`ClientBuilder::ca_file`](crate::ClientBuilder::ca_file) could not be
-    /// read or holds no usable PEM certificate.
+    /// A CA file given to `ClientBuilder::ca_file` (feature `tls`) could
+    /// not be read or holds no usable PEM certificate.
     #[error("cannot use the CA file {}: {reason}", path.display())]
     CaFile {
         /// The file.
@@ -63,9 +62,8 @@ pub enum Error {
         reason: String,
     },
 
-    /// A certificate given to
-    /// [`ClientBuilder::root_certificates`](crate::ClientBuilder::root_certificates)
-    /// cannot be a trust anchor.
+    /// A certificate given to `ClientBuilder::root_certificates` (feature
+    /// `tls`) cannot be a trust anchor.
     #[error("unusable root certificate: {reason}")]
     BadRootCertificate {
         /// What is wrong.

@@ -707,7 +707,7 @@ impl Server {
         }
     }
 
-    /// Whether the server speaks TLS ([`ServerBuilder::tls`]): its URLs are
+    /// Whether the server speaks TLS (`ServerBuilder::tls`, feature `tls`): its URLs are
     /// then wss:// and https://.
     ///
     /// ```
