@@ -597,7 +597,7 @@ impl ServerBuilder {
     /// Needs the `tls` cargo feature.
     ///
     /// The handshake happens in each connection's task, bounded by
-    /// [`TlsConfig::handshake_timeout`](crate::tls::TlsConfig::handshake_timeout);
+    /// [`TlsConfig::with_handshake_timeout`](crate::tls::TlsConfig::with_handshake_timeout);
     /// a client that does not speak TLS is disconnected without disturbing
     /// the others.
     ///

@@ -266,7 +266,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_blocks_nobod
     let pki = Pki::new();
     let timeout = Duration::from_millis(600);
     let server = conformance::builder()
-        .tls(pki.tls().handshake_timeout(timeout))
+        .tls(pki.tls().with_handshake_timeout(timeout))
         .build();
     let port = start(&server).await;
 

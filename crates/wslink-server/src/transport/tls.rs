@@ -4,7 +4,7 @@
 //! from a little C and assembly with `cc` alone, where aws-lc needs cmake
 //! and takes several times longer to compile; both are as fast at run time
 //! for what a wslink server does. The handshake runs in the connection's
-//! own task under [`TlsConfig::handshake_timeout`], so a client that opens
+//! own task under [`TlsConfig::with_handshake_timeout`], so a client that opens
 //! TCP and says nothing neither blocks the accept loop nor holds its socket
 //! forever.
 
@@ -260,8 +260,8 @@ impl TlsConfig {
         }
         params.distinguished_name = name;
         let now = time::OffsetDateTime::now_utc();
-        // A year at most: Apple platforms refuse server certificates valid
-        // for longer, even when the user trusts them.
+        // A year, as Kitware's: Apple platforms refuse server certificates
+        // valid for more than 825 days even when trusted by hand.
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(365);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
@@ -316,17 +316,17 @@ impl TlsConfig {
     /// ```
     /// use std::time::Duration;
     /// let tls = wslink_server::tls::TlsConfig::self_signed(["localhost"])?
-    ///     .handshake_timeout(Duration::from_secs(3));
-    /// assert_eq!(tls.handshake_timeout_value(), Duration::from_secs(3));
+    ///     .with_handshake_timeout(Duration::from_secs(3));
+    /// assert_eq!(tls.handshake_timeout(), Duration::from_secs(3));
     /// # Ok::<(), wslink_server::tls::TlsError>(())
     /// ```
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
     /// The handshake timeout in force.
-    pub fn handshake_timeout_value(&self) -> Duration {
+    pub fn handshake_timeout(&self) -> Duration {
         self.handshake_timeout
     }
 
