@@ -12,6 +12,7 @@
 
 mod render;
 mod serve;
+mod ssl;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
