@@ -44,6 +44,7 @@ stage "remote-view protocol: the Python benchmark peer and ours pass one check" 
 stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
 stage "wslink serve vs python -m wslink.server 2.6.0: flags, WSLINK_* variables, ready line" bash tests/cli-compat/run.sh
 stage "launcher: SmartConnect in chromium via wslink launch and Kitware's launcher, the built-in proxy" bash tests/launcher/run.sh
+stage "tls: npm wslink 2.5.0/1.12.4 over wss in chromium (page over https), js-client over wss in Node" bash tests/tls/run.sh
 stage "C and C++: wslink.h fresh, examples (gcc, g++, CMake) against our and Kitware's servers and launcher, hostile servers through the C API" bash tests/c/run.sh
 stage "installs: cargo package, pip wheel, npm tarball, each tested from a clean directory" bash tests/install/run.sh
 # After the browser stage: its chromium and playwright-core are needed here.

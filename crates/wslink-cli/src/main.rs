@@ -12,6 +12,7 @@
 
 mod render;
 mod serve;
+mod ssl;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -125,6 +126,16 @@ struct ConnectArgs {
     /// of 2.x (msgpack).
     #[arg(long)]
     legacy: bool,
+    /// For wss:// URLs: also trust the certificates of this PEM file (a
+    /// private CA, or a server's self-signed certificate) besides the
+    /// public CAs.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// For wss:// URLs: accept any certificate, for any name (e.g. a Python
+    /// server started with --ssl adhoc). The traffic is then open to
+    /// anyone on the path; prefer --ca.
+    #[arg(long, short = 'k', conflicts_with = "ca")]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -356,7 +367,15 @@ fn prepare_dir(dir: &Option<PathBuf>) -> Result<(), Failure> {
 }
 
 async fn connect(url: &str, args: &ConnectArgs, timeout: Duration) -> Result<Client, Failure> {
-    Client::builder(url)
+    let mut builder = Client::builder(url);
+    if let Some(ca) = &args.ca {
+        builder = builder.ca_file(ca);
+    }
+    if args.insecure {
+        eprintln!("wslink: warning: --insecure: the server's certificate is not checked");
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
         .secret(&args.secret)
         .generation(if args.legacy {
             Generation::V1
@@ -463,7 +482,7 @@ fn describe(err: &Error, url: &str, show_trace: bool) -> Failure {
         Error::InvalidUrl { reason, .. } => Failure::new(
             exit::USAGE,
             format!(
-                "{url:?} is not a usable WebSocket URL ({reason}); expected ws://HOST:PORT/PATH"
+                "{url:?} is not a usable WebSocket URL ({reason}); expected ws://HOST:PORT/PATH or wss://"
             ),
         ),
         e @ Error::Connect { .. } if e.is_connection_refused() => Failure::new(
@@ -472,7 +491,12 @@ fn describe(err: &Error, url: &str, show_trace: bool) -> Failure {
                 "cannot connect to {url}: connection refused (is a wslink server listening there?)"
             ),
         ),
+        e @ Error::Connect { .. } if e.to_string().contains("certificate") => Failure::new(
+            exit::CONNECT,
+            format!("{e} (a private CA or self-signed server? trust its certificate with --ca FILE)"),
+        ),
         e @ Error::Connect { .. } => Failure::new(exit::CONNECT, e.to_string()),
+        e @ Error::CaFile { .. } => Failure::new(exit::USAGE, format!("--ca: {e}")),
         Error::Auth { code, message, .. } => Failure::new(
             exit::CONNECT,
             format!(

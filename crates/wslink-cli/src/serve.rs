@@ -85,6 +85,15 @@ pub struct ServeArgs {
     /// 1001 and stops cleanly.
     #[arg(long)]
     pub nosignalhandlers: bool,
+    /// Serve wss:// and https:// only: "CERT.pem,KEY.pem" (PEM files), or
+    /// "adhoc" for a self-signed certificate made at start and kept in
+    /// memory (its SHA-256 fingerprints are printed on stderr).
+    #[arg(long, value_name = "CERT,KEY|adhoc")]
+    pub ssl: Option<crate::ssl::SslArg>,
+    /// With --ssl adhoc: write the certificate (not the key) to this PEM
+    /// file, for clients to trust (`wslink call --ca FILE`).
+    #[arg(long, value_name = "FILE", requires = "ssl")]
+    pub ssl_adhoc_cert: Option<PathBuf>,
 }
 
 /// Parses `--fs-endpoints "name=/dir|other=/dir2"` into (name, dir) pairs.
@@ -234,6 +243,15 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
         builder = builder.fs_endpoint(&name, dir);
     }
+    if let Some(ssl) = &args.ssl {
+        match crate::ssl::tls_config(ssl, &args.host, args.ssl_adhoc_cert.as_deref()) {
+            Ok(tls) => builder = builder.tls(tls),
+            Err(message) => {
+                eprintln!("wslink: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let server = builder.build();
     let listener = match server.bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
@@ -250,17 +268,22 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     // `--port 0`; launchers wait for the ready line. Write errors are
     // ignored: whoever started us may have stopped reading.
     let mut out = std::io::stdout().lock();
+    let (ws, http) = if server.is_tls() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     if server.config().websocket {
         let endpoint = server.config().ws_endpoint.trim_start_matches('/');
         let _ = writeln!(
             out,
-            "wslink server on ws://{}/{endpoint}",
+            "wslink server on {ws}://{}/{endpoint}",
             listener.local_addr()
         );
     } else {
         let _ = writeln!(
             out,
-            "wslink server on http://{}/ (no WebSocket endpoint)",
+            "wslink server on {http}://{}/ (no WebSocket endpoint)",
             listener.local_addr()
         );
     }

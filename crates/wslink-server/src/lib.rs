@@ -51,10 +51,14 @@ mod outbound;
 mod policy;
 mod publisher;
 mod server;
+mod transport;
 mod wire;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+
+#[cfg(feature = "tls")]
+pub use transport::tls;
 
 pub use config::{Limits, ServerConfig};
 pub use context::{CallContext, ConnectionInfo};

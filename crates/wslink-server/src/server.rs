@@ -158,6 +158,9 @@ pub(crate) struct Shared {
     pub throttle: Throttle,
     /// Who listens to which topic.
     pub listeners: Listeners,
+    /// TLS on the listening port (wss:// and https://), if configured.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::transport::tls::TlsConfig>,
 }
 
 impl Shared {
@@ -255,6 +258,8 @@ pub struct ServerBuilder {
     on_connect: Vec<ConnectHook>,
     on_close: Vec<CloseHook>,
     policies: HashMap<String, TopicPolicy>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::transport::tls::TlsConfig>,
 }
 
 impl ServerBuilder {
@@ -744,6 +749,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS only on the listening port: wss:// for the WebSocket and
+    /// https:// for static content, as Kitware's server with `--ssl`.
+    /// Needs the `tls` cargo feature.
+    ///
+    /// The handshake happens in each connection's task, bounded by
+    /// [`TlsConfig::with_handshake_timeout`](crate::tls::TlsConfig::with_handshake_timeout);
+    /// a client that does not speak TLS is disconnected without disturbing
+    /// the others.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wslink_server::{tls::TlsConfig, Server};
+    ///
+    /// let tls = TlsConfig::self_signed(["localhost", "127.0.0.1"])?;
+    /// let server = Server::builder().tls(tls).build();
+    /// assert!(server.is_tls());
+    /// let listener = server.bind("127.0.0.1:0").await?;
+    /// println!("wss://{}/ws", listener.local_addr());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::transport::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Replaces the whole configuration.
     ///
     /// Settings made before this call are overwritten; later ones apply on
@@ -805,6 +837,8 @@ impl ServerBuilder {
                 open_changed: Notify::new(),
                 throttle: Throttle::new(limits_throttle),
                 listeners: Listeners::default(),
+                #[cfg(feature = "tls")]
+                tls: self.tls,
             }),
         }
     }
@@ -825,7 +859,23 @@ impl Server {
             on_connect: Vec::new(),
             on_close: Vec::new(),
             policies: HashMap::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Whether the server speaks TLS (`ServerBuilder::tls`, feature `tls`): its URLs are
+    /// then wss:// and https://.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// assert!(!server.is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.shared.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// A publisher for this server.
@@ -1141,16 +1191,17 @@ impl Listener {
                     let _ = stream.set_nodelay(true);
                     let server = self.server.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| {
-                            let server = server.clone();
-                            async move { Ok::<_, std::convert::Infallible>(crate::http::handle(&server, req, Some(peer)).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades();
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        #[cfg(feature = "tls")]
+                        if let Some(tls) = server.shared.tls.clone() {
+                            // In this task, so a slow or silent client
+                            // never holds up the accept loop.
+                            match tls.accept(stream).await {
+                                Ok(stream) => serve_http(server, stream, peer).await,
+                                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            }
+                            return;
                         }
+                        serve_http(server, stream, peer).await;
                     });
                 }
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
@@ -1170,6 +1221,26 @@ impl Listener {
         .await;
         tracing::info!("wslink server stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 (static files and WebSocket upgrades) on one
+/// connection, plain or TLS.
+async fn serve_http<IO>(server: Server, io: IO, peer: SocketAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let server = server.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(crate::http::handle(&server, req, Some(peer)).await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
 }
 
