@@ -3,8 +3,12 @@
 // relay: what tests/conformance/npm-client.mjs cannot do there, since a
 // relayed server takes one browser at a time.
 //
-//   node relay-client.mjs publish URL      subscribe, publish 20 x 1 KiB and a
-//                                          3 MiB blob: all arrive, in order, intact
+//   node relay-client.mjs publish URL [N]  a call, 1 MiB of binary there and
+//                                          back, an N-byte binary result (6 MiB,
+//                                          chunked, by default), 20 publishes of
+//                                          1 KiB: all arrive, in order, intact
+//   node relay-client.mjs busy URL         a second client while one is
+//                                          connected gets close code 4409
 //   node relay-client.mjs refused URL CODE the relay closes the connection
 //                                          with CODE before the hello completes
 //
@@ -33,7 +37,7 @@ console.log = (...args) => console.error(...args);
 const require = createRequire(import.meta.url);
 const wslink = require(path.join(here, '../peers/node_modules/wslink-2/dist/wslink.js'));
 
-const [mode, url, code] = process.argv.slice(2);
+const [mode, url, arg] = process.argv.slice(2);
 const TOPIC = 'conformance.topic';
 
 function fail(why) {
@@ -95,9 +99,10 @@ if (mode === 'publish') {
   const echoed = await bytesOf(await session.call('conformance.echo', [sent]));
   if (!sameBytes(sent, echoed)) fail('1 MiB binary echo differs');
   process.stdout.write('ok 1 MiB binary there and back\n');
-  const blob = await session.call('conformance.blob', [6 * 1024 * 1024, 3]);
-  if (!sameBytes(pattern(6 * 1024 * 1024, 3), await bytesOf(blob.blob))) fail('6 MiB blob differs');
-  process.stdout.write('ok 6 MiB binary result (chunked) intact\n');
+  const size = Number(arg || 6 * 1024 * 1024);
+  const blob = await session.call('conformance.blob', [size, 3]);
+  if (!sameBytes(pattern(size, 3), await bytesOf(blob.blob))) fail(`${size}-byte blob differs`);
+  process.stdout.write(`ok ${size}-byte binary result intact\n`);
   const got = [];
   let done;
   const all = new Promise((res) => {
@@ -123,8 +128,20 @@ if (mode === 'publish') {
     (e) => e,
   );
   if (outcome === null) fail('the hello succeeded');
-  if (String(outcome.code) !== code) fail(`expected close code ${code}, got ${JSON.stringify(outcome)}`);
+  if (String(outcome.code) !== arg) fail(`expected close code ${arg}, got ${JSON.stringify(outcome)}`);
   process.stdout.write(`ok refused with ${outcome.code}: ${outcome.reason}\n`);
+  clearTimeout(timer);
+  process.exit(0);
+} else if (mode === 'busy') {
+  const first = await connect().catch((e) => fail(`first client: ${JSON.stringify(e)}`));
+  const outcome = await connect().then(
+    () => null,
+    (e) => e,
+  );
+  if (outcome === null) fail('a second client got through');
+  if (outcome.code !== 4409) fail(`expected close code 4409, got ${JSON.stringify(outcome)}`);
+  if ((await first.session.call('conformance.add', [1, 2])) !== 3) fail('the first client no longer works');
+  process.stdout.write(`ok second client refused with ${outcome.code}: ${outcome.reason}; the first still works\n`);
   clearTimeout(timer);
   process.exit(0);
 } else {

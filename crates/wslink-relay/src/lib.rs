@@ -392,6 +392,13 @@ async fn handle(
         }
     };
     let hints = pairing::Hints::from_headers(req.headers());
+    if forward.is_none() && hints.declared_server && inner.paths.is_held(&path) {
+        // A server is a program: it reads a status, unlike a page's script.
+        return plain(
+            StatusCode::CONFLICT,
+            "another wslink server already holds this path on the relay\n",
+        );
+    }
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(inner.config.max_message_size))
         .max_frame_size(Some(inner.config.max_message_size))

@@ -13,8 +13,10 @@
 //!   freed. A browser (a request with an `Origin` header) on an empty path
 //!   gets the same at once.
 //! - One client at a time per server, as Kitware's: the server sees one
-//!   connection, with one client id. Another gets [`BUSY`] (Kitware's
-//!   answers HTTP 403). A second server for a held path gets [`BUSY`] too.
+//!   connection, with one client id. Another waits up to two seconds for
+//!   the first to finish leaving (a reloaded page), then gets [`BUSY`]
+//!   (Kitware's answers HTTP 403 at once). A second server for a held path gets HTTP 409
+//!   when it says it is one ([`BUSY`] otherwise).
 //! - A client leaving does not end the server: the next client on the path
 //!   gets it. What the server sends while no client is there is dropped.
 //!   The server leaving ends its client's connection (close code 1001).
@@ -46,7 +48,23 @@ struct Path {
     /// A client has been paired with it: from then on it may speak unasked.
     confirmed: AtomicBool,
     client: Mutex<Option<Arc<Side>>>,
+    /// Signalled when the client leaves.
+    freed: tokio::sync::Notify,
 }
+
+impl Path {
+    fn detach(&self, side: &Arc<Side>) {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if client.as_ref().is_some_and(|c| Arc::ptr_eq(c, side)) {
+            *client = None;
+            self.freed.notify_waiters();
+        }
+    }
+}
+
+/// How long a browser waits for the one before it to finish leaving (a page
+/// reloaded reconnects while its old socket is still closing).
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The paths with a server, and counters for the logs and tests.
 #[derive(Default)]
@@ -59,6 +77,8 @@ enum Role {
     Server(Arc<Path>),
     Client(Arc<Path>),
     Refused(u16, String),
+    /// The path's client is still there: wait for it to leave, then ask again.
+    Busy(Arc<Path>),
 }
 
 /// What the request itself says about its role.
@@ -79,6 +99,10 @@ impl Hints {
 }
 
 impl Paths {
+    pub(crate) fn is_held(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
@@ -99,6 +123,7 @@ impl Paths {
                     server: side.clone(),
                     confirmed: AtomicBool::new(false),
                     client: Mutex::new(None),
+                    freed: tokio::sync::Notify::new(),
                 });
                 map.insert(id.to_owned(), path.clone());
                 Role::Server(path)
@@ -110,10 +135,7 @@ impl Paths {
             Some(path) => {
                 let mut client = path.client.lock().unwrap_or_else(|e| e.into_inner());
                 if client.is_some() {
-                    return Role::Refused(
-                        BUSY,
-                        format!("another client is already connected through {id}"),
-                    );
+                    return Role::Busy(path.clone());
                 }
                 *client = Some(side.clone());
                 path.confirmed.store(true, Ordering::Release);
@@ -140,7 +162,28 @@ pub(crate) async fn serve(
     side: Arc<Side>,
     mut rx: Rx,
 ) {
-    match paths.assign(&id, &hints, &side) {
+    let deadline = tokio::time::Instant::now() + BUSY_GRACE;
+    let mut role = paths.assign(&id, &hints, &side);
+    while let Role::Busy(path) = role {
+        let freed = path.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        // It may have left between the first look and `enable`.
+        role = paths.assign(&id, &hints, &side);
+        if !matches!(role, Role::Busy(_)) {
+            break;
+        }
+        role = if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            Role::Refused(
+                BUSY,
+                format!("another client is already connected through {id}"),
+            )
+        } else {
+            paths.assign(&id, &hints, &side)
+        };
+    }
+    match role {
+        Role::Busy(_) => unreachable!("resolved above"),
         Role::Refused(code, reason) => {
             tracing::info!(path = %id, code, %reason, "connection refused");
             side.close(code, &reason).await;
@@ -160,12 +203,7 @@ pub(crate) async fn serve(
         Role::Client(path) => {
             tracing::info!(path = %id, "client paired");
             let end = client_loop(&settings, &path, &side, &mut rx).await;
-            {
-                let mut client = path.client.lock().unwrap_or_else(|e| e.into_inner());
-                if client.as_ref().is_some_and(|c| Arc::ptr_eq(c, &side)) {
-                    *client = None;
-                }
-            }
+            path.detach(&side);
             let (code, reason) = end.unwrap_or((1000, String::new()));
             side.close(code, &reason).await;
             tracing::info!(path = %id, "client left; the server waits for the next");
@@ -206,12 +244,7 @@ async fn server_loop(
         match client.send(msg, settings.stall).await {
             Ok(()) => {}
             Err(failed) => {
-                {
-                    let mut slot = path.client.lock().unwrap_or_else(|e| e.into_inner());
-                    if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
-                        *slot = None;
-                    }
-                }
+                path.detach(&client);
                 if let SendFailed::Stalled = failed {
                     tracing::warn!(client = %client.label(), "client stopped reading: dropped");
                     client.close(STALLED, "relay: client stopped reading").await;

@@ -122,7 +122,14 @@ pub(crate) async fn run<S>(
             frame_limits,
             auth_failures: 0,
             pre_auth_messages: 0,
-            hello_deadline_at: tokio::time::Instant::now() + limits.hello_deadline,
+            // A relayed connection waits for browsers as long as the relay
+            // keeps it; each browser's hello is still required.
+            hello_deadline_at: tokio::time::Instant::now()
+                + if info.relayed {
+                    Duration::from_secs(100 * 365 * 24 * 3600)
+                } else {
+                    limits.hello_deadline
+                },
         };
         if let Some(g) = shared.config.generation {
             conn.choose(g);

@@ -49,6 +49,7 @@ mod metrics;
 mod outbound;
 mod policy;
 mod publisher;
+mod reverse;
 mod server;
 mod wire;
 
@@ -62,5 +63,6 @@ pub use http::HttpResponse;
 pub use metrics::MetricsSnapshot;
 pub use policy::{AllowedOrigins, AuthThrottle, OriginError};
 pub use publisher::{PublishError, Publisher, TopicPolicy};
+pub use reverse::{ReverseConnection, ReverseError};
 pub use server::{Listener, Server, ServerBuilder, ServerError, Validator};
 pub use wslink_core::{self as core, Generation, Map, SharedBytes, Value};
