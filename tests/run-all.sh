@@ -43,6 +43,7 @@ stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, 
 stage "remote-view protocol: the Python benchmark peer and ours pass one check" bash tests/peers/check-remote-view.sh
 stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
 stage "launcher: SmartConnect in chromium via wslink launch and Kitware's launcher, the built-in proxy" bash tests/launcher/run.sh
+stage "relay: Kitware's reverse server via wslink relay, wslink serve --reverse-url via Kitware's relay, ours to ours, npm wslink 2.5.0; refusals, stalled readers" bash tests/relay/run.sh
 stage "C and C++: wslink.h fresh, examples (gcc, g++, CMake) against our and Kitware's servers and launcher, hostile servers through the C API" bash tests/c/run.sh
 stage "installs: cargo package, pip wheel, npm tarball, each tested from a clean directory" bash tests/install/run.sh
 # After the browser stage: its chromium and playwright-core are needed here.
