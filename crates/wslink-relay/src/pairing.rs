@@ -18,8 +18,11 @@
 //!   (Kitware's answers HTTP 403 at once). A second server for a held path gets HTTP 409
 //!   when it says it is one ([`BUSY`] otherwise).
 //! - A client leaving does not end the server: the next client on the path
-//!   gets it. What the server sends while no client is there is dropped.
-//!   The server leaving ends its client's connection (close code 1001).
+//!   gets it. First the server gets a ping whose payload is [`CLIENT_LEFT`]:
+//!   ours then wants a new hello; Kitware's answers the ping and lets the
+//!   next client in on the last one's hello. What the server sends while
+//!   no client is there is dropped. The server leaving ends its client's
+//!   connection (close code 1001).
 //! - A side that does not take a message within the stall timeout is
 //!   dropped: a stalled client alone (its server waits for the next), a
 //!   stalled server with its client.
@@ -42,6 +45,10 @@ pub const NO_SERVER: u16 = 4404;
 pub const BUSY: u16 = 4409;
 /// Close code for a side dropped because it stopped reading.
 pub const STALLED: u16 = 4408;
+/// The payload of the ping a server gets when its client leaves, before
+/// the next can come: ours forgets the last client's hello; Kitware's
+/// answers it as any ping.
+pub const CLIENT_LEFT: &[u8] = b"wslink-relay: client left";
 
 struct Path {
     server: Arc<Side>,
@@ -53,6 +60,24 @@ struct Path {
 }
 
 impl Path {
+    /// Tells the server its client left, then frees the path for the next
+    /// (in that order, so the next one's hello cannot come before it).
+    async fn client_left(&self, side: &Arc<Side>, stall: std::time::Duration) {
+        let attached = self
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, side));
+        if attached {
+            let ping = tokio_tungstenite::tungstenite::Message::Ping(bytes::Bytes::from_static(
+                CLIENT_LEFT,
+            ));
+            let _ = self.server.send(ping, stall).await;
+        }
+        self.detach(side);
+    }
+
     fn detach(&self, side: &Arc<Side>) {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if client.as_ref().is_some_and(|c| Arc::ptr_eq(c, side)) {
@@ -203,7 +228,7 @@ pub(crate) async fn serve(
         Role::Client(path) => {
             tracing::info!(path = %id, "client paired");
             let end = client_loop(&settings, &path, &side, &mut rx).await;
-            path.detach(&side);
+            path.client_left(&side, settings.stall).await;
             let (code, reason) = end.unwrap_or((1000, String::new()));
             side.close(code, &reason).await;
             tracing::info!(path = %id, "client left; the server waits for the next");
@@ -244,7 +269,7 @@ async fn server_loop(
         match client.send(msg, settings.stall).await {
             Ok(()) => {}
             Err(failed) => {
-                path.detach(&client);
+                path.client_left(&client, settings.stall).await;
                 if let SendFailed::Stalled = failed {
                     tracing::warn!(client = %client.label(), "client stopped reading: dropped");
                     client.close(STALLED, "relay: client stopped reading").await;

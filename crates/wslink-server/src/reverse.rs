@@ -13,6 +13,12 @@
 //! payload. Everything else (hello, limits, queues, publishes) is the
 //! server's own.
 //!
+//! A browser that leaves and the next one on the same path share this one
+//! connection. With Kitware's relay the next browser inherits the last one's
+//! authentication (so it does with Kitware's server); ours sends a ping with
+//! the payload [`CLIENT_LEFT`] when a browser leaves, and the connection
+//! then goes back to its state before a hello.
+//!
 //! Retry policy, as Kitware's server: one connection. A relay that cannot
 //! be reached or refuses the handshake is an error; when the relay closes
 //! the connection, [`Server::serve_reverse`] returns. A caller wanting a
@@ -33,6 +39,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::ConnectionInfo;
 use crate::server::Server;
+
+/// The payload of the ping our relay sends a server when its browser
+/// leaves (Kitware's servers answer it as any ping and carry on).
+pub(crate) const CLIENT_LEFT: &[u8] = b"wslink-relay: client left";
 
 /// The header our relay reads to know a server from a browser; Kitware's
 /// relay ignores it.
