@@ -328,3 +328,59 @@ async fn forward_mode_connects_to_the_target_once_per_browser() {
         Some(4502)
     );
 }
+
+/// One raw HTTP/1.1 GET; the status line and the whole answer.
+async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    (status, answer)
+}
+
+#[tokio::test]
+async fn www_serves_files_beside_the_route_and_nothing_outside() {
+    let root = std::env::temp_dir().join(format!("wslink-relay-www-{}", std::process::id()));
+    let www = root.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<p>relay page</p>").unwrap();
+    std::fs::write(root.join("secret.txt"), "not for the web").unwrap();
+    let (_relay, addr) = start(RelayConfig {
+        mode: Mode::Relay,
+        www: Some(www.clone()),
+        ..RelayConfig::default()
+    })
+    .await;
+    let (status, answer) = http_get(addr, "/?ws=1").await;
+    assert!(status.contains(" 302 "), "{status}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: index.html?ws=1"),
+        "{answer}"
+    );
+    let (status, answer) = http_get(addr, "/index.html").await;
+    assert!(
+        status.contains(" 200 ") && answer.ends_with("<p>relay page</p>"),
+        "{answer}"
+    );
+    for outside in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/..%2fsecret.txt",
+        "/nope.html",
+    ] {
+        let (status, _) = http_get(addr, outside).await;
+        assert!(status.contains(" 404 "), "{outside}: {status}");
+    }
+    // The route is still a WebSocket route, not a file.
+    let (status, _) = http_get(addr, "/proxy/x").await;
+    assert!(status.contains(" 400 "), "{status}");
+    let _ = std::fs::remove_dir_all(&root);
+}
