@@ -34,6 +34,14 @@ work="$(mktemp -d)"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # (aiohttp may wait a minute for its WebSocket handlers on TERM)
+  for _ in $(seq 30); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -86,15 +94,17 @@ conformance() { # URL CASES
   tail -1 "$work/runner.out" | grep -q ' 0 failed' || { cat "$work/runner.err"; return 1; }
 }
 
-start_our_relay() { # LOGNAME
+# start_our_relay LOGNAME: sets $port (not in a $(...) subshell, so that
+# its pid reaches the cleanup).
+start_our_relay() {
   "$wslink_bin" relay --mode relay --host 127.0.0.1 --port 0 --stall-timeout 3 >"$work/$1.out" 2>"$work/$1.err" &
   pids+=($!)
   wait_for "$work/$1.out" "wslink relay on"
-  sed -E 's/.*127\.0\.0\.1:([0-9]+).*/\1/' "$work/$1.out" | head -1
+  port=$(sed -E 's/.*127\.0\.0\.1:([0-9]+).*/\1/' "$work/$1.out" | head -1)
 }
 
 echo "== 1. Kitware's Python server --reverse-url -> wslink relay <- npm wslink 2.5.0"
-port=$(start_our_relay relay1)
+start_our_relay relay1
 url="ws://127.0.0.1:$port/proxy/job-1"
 node tests/relay/relay-client.mjs refused "$url" 4404
 "$py" tests/peers/python/conformance_server.py --reverse-url "$url" >"$work/py1.out" 2>&1 &
@@ -138,7 +148,7 @@ if kill -0 "$rspid" 2>/dev/null; then echo "wslink serve --reverse-url did not e
 wait "$rspid" && echo "ok the server exited (status 0) when the relay left" || { echo "the server exited with an error"; exit 1; }
 
 echo "== 3. wslink serve --reverse-url -> wslink relay <- npm wslink 2.5.0"
-port=$(start_our_relay relay3)
+start_our_relay relay3
 url="ws://127.0.0.1:$port/proxy/job-3"
 "$wslink_bin" serve --conformance --reverse-url "$url" >"$work/rs3.out" 2>"$work/rs3.err" &
 rspid=$!; pids+=($rspid)
