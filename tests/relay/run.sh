@@ -4,7 +4,8 @@
 #   1. Kitware's Python server (--reverse-url) -> `wslink relay` <- npm wslink 2.5.0
 #   2. `wslink serve --reverse-url`            -> Kitware's relay <- npm wslink 2.5.0
 #   3. `wslink serve --reverse-url`            -> `wslink relay` <- npm wslink 2.5.0
-#   4. the bounds: a browser on a path with no server is refused (4404), a
+#   4. npm wslink 2.5.0 -> `wslink relay --mode forward` -> Kitware's server
+#   5. the bounds: a browser on a path with no server is refused (4404), a
 #      second browser on a busy path too (4409), the server leaving ends its
 #      browser and frees the path, and a browser that stops reading is
 #      dropped while the relay's memory stays flat and another pair works
@@ -170,7 +171,19 @@ node tests/relay/relay-client.mjs refused "$url" 4404
 "$wslink_bin" call "ws://127.0.0.1:$port/not-a-route" conformance.add 1 2 >/dev/null 2>&1 && { echo "a path outside the route was accepted"; exit 1; }
 echo "ok a path outside --proxy-route is not a WebSocket route"
 
-echo "== 4. bounds (cargo test -p wslink-relay)"
+echo "== 4. wslink relay --mode forward (Kitware's default mode) -> Kitware's Python server on its port"
+pyport=$(free_port)
+"$py" tests/peers/python/conformance_server.py --host 127.0.0.1 --port "$pyport" >"$work/py4.out" 2>&1 &
+pids+=($!)
+wait_port "$pyport"
+"$wslink_bin" relay --host 127.0.0.1 --port 0 >"$work/relay4.out" 2>"$work/relay4.err" &
+pids+=($!)
+wait_for "$work/relay4.out" "mode forward"
+port=$(sed -E 's/.*127\.0\.0\.1:([0-9]+).*/\1/' "$work/relay4.out" | head -1)
+node tests/relay/relay-client.mjs publish "ws://127.0.0.1:$port/proxy/$pyport"
+conformance "ws://127.0.0.1:$port/proxy/$pyport" "${CASES/,sleep.concurrent/}"
+
+echo "== 5. bounds (cargo test -p wslink-relay)"
 cargo test -q -p wslink-relay 2>&1 | grep -E "^test result|panicked|FAILED"
 
 echo "relay: all checks passed"
