@@ -15,8 +15,9 @@
 //! - One client at a time per server, as Kitware's: the server sees one
 //!   connection, with one client id. Another waits up to two seconds for
 //!   the first to finish leaving (a reloaded page), then gets [`BUSY`]
-//!   (Kitware's answers HTTP 403 at once). A second server for a held path gets HTTP 409
-//!   when it says it is one ([`BUSY`] otherwise).
+//!   (Kitware's answers HTTP 403 at once). A second server for a held
+//!   path gets HTTP 409 when it says it is one (Kitware's, which does
+//!   not, is taken for a client there, as Kitware's relay takes it).
 //! - A client leaving does not end the server: the next client on the path
 //!   gets it. First the server gets a ping whose payload is [`CLIENT_LEFT`]:
 //!   ours then wants a new hello; Kitware's answers the ping and lets the
@@ -41,7 +42,8 @@ use crate::Settings;
 pub const ROLE_HEADER: &str = "wslink-relay-role";
 /// Close code for a client on a path no server holds.
 pub const NO_SERVER: u16 = 4404;
-/// Close code for a second client, or a second server, on a held path.
+/// Close code for a second client on a held path (after a grace for the
+/// first to finish leaving).
 pub const BUSY: u16 = 4409;
 /// Close code for a side dropped because it stopped reading.
 pub const STALLED: u16 = 4408;
