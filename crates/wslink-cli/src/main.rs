@@ -6,10 +6,12 @@
 //! wslink subscribe ws://127.0.0.1:8080/ws viewport.image --count 10
 //! wslink serve --port 8080 --content www/
 //! wslink launch launcher.json      # a server process per browser session
+//! wslink relay --mode relay --port 9000   # servers behind a firewall connect out to it
 //! ```
 //!
 //! Run `wslink --help` for the exit codes.
 
+mod relay;
 mod render;
 mod serve;
 mod ssl;
@@ -80,6 +82,10 @@ enum Command {
     #[cfg(unix)]
     #[command(after_help = LAUNCH_HELP)]
     Launch(LaunchArgs),
+    /// Relay WebSockets: servers behind a firewall connect out to it and
+    /// browsers reach them through it (Kitware's `python -m wslink.relay`).
+    #[command(after_help = relay::RELAY_HELP)]
+    Relay(relay::RelayArgs),
 }
 
 #[cfg(unix)]
@@ -208,6 +214,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => return serve::run(args).await,
         #[cfg(unix)]
         Command::Launch(args) => return launch(args).await,
+        Command::Relay(args) => return relay::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

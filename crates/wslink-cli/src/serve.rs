@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// file, for clients to trust (`wslink call --ca FILE`).
     #[arg(long, value_name = "FILE", requires = "ssl")]
     pub ssl_adhoc_cert: Option<PathBuf>,
+    /// Connect out to a relay (`wslink relay --mode relay`, or Kitware's)
+    /// at this ws:// URL and serve there instead of listening, as Kitware's
+    /// `--reverse-url`; browsers connect to the same URL on the relay. Exits
+    /// when the relay closes the connection.
+    #[arg(long, value_name = "URL")]
+    pub reverse_url: Option<String>,
 }
 
 /// Parses `--fs-endpoints "name=/dir|other=/dir2"` into (name, dir) pairs.
@@ -253,6 +259,9 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     }
     let server = builder.build();
+    if let Some(url) = args.reverse_url {
+        return reverse(server, &url, args.conformance).await;
+    }
     let listener = match server.bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
         Err(e @ wslink_server::ServerError::DefaultSecretOnPublicAddress { .. }) => {
@@ -313,6 +322,38 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             ExitCode::from(5)
         }
     }
+}
+
+/// `--reverse-url`: one connection out to a relay, served until it closes.
+async fn reverse(server: Server, url: &str, conformance: bool) -> ExitCode {
+    let connection = match server.connect_reverse(url).await {
+        Ok(c) => c,
+        Err(e @ wslink_server::ReverseError::Url { .. }) => {
+            eprintln!("wslink: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("wslink: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    // Scripts wait for this line: browsers can connect from now on.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "wslink server connected to the relay at {url}");
+    if conformance {
+        let methods = server.method_names().len();
+        let _ = writeln!(out, "conformance service: {methods} methods");
+    }
+    let _ = out.flush();
+    drop(out);
+    let stopper = server.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stopper.shutdown();
+        }
+    });
+    connection.run().await;
+    ExitCode::SUCCESS
 }
 
 /// SIGINT or SIGTERM (Ctrl-C elsewhere), as aiohttp's runner handles them.

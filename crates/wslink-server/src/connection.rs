@@ -122,7 +122,14 @@ pub(crate) async fn run<S>(
             frame_limits,
             auth_failures: 0,
             pre_auth_messages: 0,
-            hello_deadline_at: tokio::time::Instant::now() + limits.hello_deadline,
+            // A relayed connection waits for browsers as long as the relay
+            // keeps it; each browser's hello is still required.
+            hello_deadline_at: tokio::time::Instant::now()
+                + if info.relayed {
+                    Duration::from_secs(100 * 365 * 24 * 3600)
+                } else {
+                    limits.hello_deadline
+                },
         };
         if let Some(g) = shared.config.generation {
             conn.choose(g);
@@ -200,6 +207,30 @@ impl Conn {
             Generation::V2 => Decoder::V2(v2::Decoder::new(limits.v2())),
         };
         self.slot.set_generation(generation);
+    }
+
+    /// The relay says the browser on this relayed connection left: the next
+    /// one starts from scratch (hello, limits, partial messages, declared
+    /// topics), instead of inheriting the last one's authentication.
+    fn relay_client_left(&mut self) {
+        tracing::debug!("relay: the browser left; the next one must say hello");
+        let limits = self.shared.config.limits;
+        if self.slot.is_authenticated() {
+            self.slot.clear_authenticated();
+            let declared = self
+                .slot
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            self.shared.listeners.left(declared);
+            self.frame_limits.back_to_pre_auth(&limits);
+        }
+        if let Some(g) = self.slot.generation() {
+            self.choose(g);
+        }
+        self.auth_failures = 0;
+        self.pre_auth_messages = 0;
     }
 
     fn generation(&self) -> Generation {
@@ -281,6 +312,10 @@ impl Conn {
                 self.on_text(text).await
             }
             WsMessage::Close(_) => Err(End::PeerGone),
+            WsMessage::Ping(p) if self.info.relayed && p[..] == *crate::reverse::CLIENT_LEFT => {
+                self.relay_client_left();
+                Ok(())
+            }
             // tungstenite answers pings itself; any frame counts as a sign of life.
             WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(()),
         }

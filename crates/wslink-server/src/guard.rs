@@ -63,6 +63,14 @@ impl FrameLimits {
         }
     }
 
+    /// Back to the limits before a hello (a relayed connection whose
+    /// browser left, see reverse.rs).
+    pub fn back_to_pre_auth(&self, limits: &Limits) {
+        let n = limits.pre_auth_max_message_size.saturating_add(HEADER_LEN);
+        self.text.store(n, Ordering::Release);
+        self.binary.store(n, Ordering::Release);
+    }
+
     /// After a successful hello.
     pub fn authenticated(&self, generation: Generation, limits: &Limits) {
         let (text, binary) = match generation {

@@ -221,6 +221,7 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         peer,
         uri: req.uri().clone(),
         headers: req.headers().clone(),
+        relayed: false,
     };
     let frame_limit = limits.socket_frame_limit();
     let ws_config = WebSocketConfig::default()

@@ -135,6 +135,9 @@ impl ClientSlot {
     pub fn set_authenticated(&self) {
         self.authenticated.store(true, Ordering::Release);
     }
+    pub fn clear_authenticated(&self) {
+        self.authenticated.store(false, Ordering::Release);
+    }
 }
 
 pub(crate) struct Shared {
