@@ -52,6 +52,8 @@ mod publisher;
 mod server;
 mod wire;
 
+#[cfg(feature = "broker")]
+pub mod broker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
