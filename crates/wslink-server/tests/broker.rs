@@ -259,6 +259,38 @@ async fn targeted_publishes_reach_a_client_on_another_edge_and_nobody_else() {
     assert_eq!(a.broker_stats().unwrap().forwarded, before);
 }
 
+#[tokio::test]
+async fn keep_latest_applies_at_each_edge_to_a_client_that_stopped_reading() {
+    let nats = Nats::start();
+    let (a, _) = edge(nats.config("latest"), Methods::new()).await;
+    let (b, b_url) = edge(nats.config("latest"), Methods::new()).await;
+    // A bare peer on B that says hello and then never reads: under a
+    // queueing policy 100 MiB would close it (64 MiB outbound bound).
+    let mut stalled = support::Peer::connect(&b_url, wslink_core::Generation::V2).await;
+    support::result(stalled.hello(SECRET).await);
+    let healthy = client(&b_url).await;
+    let mut frames = listen(&b, &healthy, "view.image").await;
+    let frame = wslink_server::SharedBytes::from(vec![9u8; 1 << 20]);
+    for i in 0..100i64 {
+        a.publisher()
+            .publish_latest("view.image", "view-1", &(i, frame.clone()))
+            .unwrap();
+    }
+    // The reader gets the last frame (perhaps not all before it)...
+    loop {
+        let message = next(&mut frames).await;
+        if message.index(0) == Some(&Value::from(99)) {
+            break;
+        }
+    }
+    // ...and B replaced the stalled peer's queued frames instead of closing it.
+    let metrics = b.metrics();
+    assert!(metrics.frames_dropped > 0, "{metrics:?}");
+    assert_eq!(metrics.slow_clients_closed, 0, "{metrics:?}");
+    assert_eq!(metrics.connections_open, 2);
+    drop(stalled);
+}
+
 fn worker_methods() -> Methods {
     let mut methods = Methods::new();
     methods
