@@ -314,8 +314,8 @@ impl Worker {
         })
     }
 
-    /// [`start`](Self::start), then serves until the broker connection is
-    /// closed for good.
+    /// [`start`](Self::start), then serves for as long as the process runs
+    /// (through broker outages: the client reconnects by itself).
     ///
     /// ```no_run
     /// # use wslink_server::broker::{BrokerConfig, Worker};
