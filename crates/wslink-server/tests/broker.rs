@@ -487,6 +487,9 @@ async fn shared_delivery_resumes_after_the_broker_restarts() {
     let (on_a, on_b) = (client(&a_url).await, client(&b_url).await);
     let mut sub_a = listen(&a, &on_a, "state").await;
     let mut sub_b = listen(&b, &on_b, "state").await;
+    let _worker = start_worker(nats.config("restart"), worker_methods()).await;
+    let sum: i64 = on_b.call_typed("math.add", (2, 2)).await.unwrap();
+    assert_eq!(sum, 4);
     a.publisher().publish("state", &"before").unwrap();
     assert_eq!(next(&mut sub_a).await, Value::from("before"));
     assert_eq!(next(&mut sub_b).await, Value::from("before"));
@@ -505,6 +508,30 @@ async fn shared_delivery_resumes_after_the_broker_restarts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A call meanwhile fails at once, with a reason.
+    let err = on_b
+        .call("math.add", vec![1.into(), 1.into()], vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        err.exception()
+            .unwrap_or("")
+            .contains("broker is unreachable"),
+        "{err}"
+    );
+
+    // A call meanwhile fails at once, with a reason.
+    let err = on_b
+        .call("math.add", vec![1.into(), 1.into()], vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        err.exception()
+            .unwrap_or("")
+            .contains("broker is unreachable"),
+        "{err}"
+    );
+
     nats.spawn();
     // Publish until B hears one: both edges reconnect and resubscribe by
     // themselves.
@@ -521,5 +548,14 @@ async fn shared_delivery_resumes_after_the_broker_restarts() {
     assert!(heard.as_i64().is_some_and(|n| n >= 1), "{heard:?}");
     // Nothing published while the broker was away was replayed to B.
     assert_ne!(heard, Value::from("alone"));
+    // The worker is back in its queue group too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match on_b.call_typed::<i64>("math.add", (20, 22)).await {
+            Ok(sum) => break assert_eq!(sum, 42),
+            Err(e) => assert!(Instant::now() < deadline, "worker never served again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(sub_a);
 }
