@@ -31,6 +31,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A publish from another process is delivered like
+//! [`publish`](crate::Publisher::publish), never like
+//! [`publish_wait`](crate::Publisher::publish_wait): nothing waits for a
+//! slow client at the receiving edge, so a fast producer on a queueing topic
+//! can get such a client closed there, as it would locally. Use keep-latest
+//! for frames. [`publish_skip_last_active`](crate::Publisher::publish_skip_last_active)
+//! skips the last active client of the publishing process only; every other
+//! process's clients all get it.
+//!
 //! While the broker is unreachable, local delivery goes on; shared
 //! publishes made meanwhile are dropped at their origin and counted
 //! ([`BrokerStats::dropped`]); calls forwarded meanwhile fail. The client
