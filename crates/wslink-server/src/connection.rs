@@ -485,7 +485,9 @@ impl Conn {
                 _ = shutdown.wait_for(|s| *s) => {}
             }
         }
-        let Some(handler) = self.shared.methods.get(&req.method).cloned() else {
+        let local = self.shared.methods.get(&req.method).cloned();
+        // Not served here: a worker behind the broker may serve it.
+        let Some(handler) = local.or_else(|| self.shared.remote_method(&req.method)) else {
             inc(&self.shared.metrics.call_errors);
             self.reply(Message::Error {
                 error: RpcError::method_not_found(&req.method),

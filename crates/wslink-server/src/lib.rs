@@ -55,6 +55,8 @@ mod server;
 mod transport;
 mod wire;
 
+#[cfg(feature = "broker")]
+pub mod broker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 

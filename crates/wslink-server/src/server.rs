@@ -164,9 +164,24 @@ pub(crate) struct Shared {
     /// TLS on the listening port (wss:// and https://), if configured.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::transport::tls::TlsConfig>,
+    /// The link to other processes, when scaled out (see `broker`).
+    #[cfg(feature = "broker")]
+    pub broker: Option<crate::broker::Link>,
 }
 
 impl Shared {
+    /// A handler for a method no handler of this process serves: the
+    /// broker's call forwarding, when there is a broker.
+    pub fn remote_method(&self, method: &str) -> Option<crate::handler::ErasedHandler> {
+        #[cfg(feature = "broker")]
+        if let Some(link) = &self.broker {
+            if crate::broker::valid_subject_token(method) {
+                return Some(link.remote_handler().clone());
+            }
+        }
+        let _ = method;
+        None
+    }
     pub fn last_active(&self) -> Option<Arc<str>> {
         self.last_active
             .lock()
@@ -263,6 +278,8 @@ pub struct ServerBuilder {
     policies: HashMap<String, TopicPolicy>,
     #[cfg(feature = "tls")]
     tls: Option<crate::transport::tls::TlsConfig>,
+    #[cfg(feature = "broker")]
+    broker: Option<crate::broker::Link>,
 }
 
 impl ServerBuilder {
@@ -822,7 +839,7 @@ impl ServerBuilder {
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(false);
         let limits_throttle = self.config.limits.auth_throttle;
-        Server {
+        let server = Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 methods: self.methods,
@@ -842,8 +859,46 @@ impl ServerBuilder {
                 listeners: Listeners::default(),
                 #[cfg(feature = "tls")]
                 tls: self.tls,
+                #[cfg(feature = "broker")]
+                broker: self.broker,
             }),
+        };
+        // Outside a runtime the broker link starts with `bind()` instead.
+        #[cfg(feature = "broker")]
+        if tokio::runtime::Handle::try_current().is_ok() {
+            server.start_broker();
         }
+        server
+    }
+
+    /// Scales out through a broker: publishes are shared with every server
+    /// process on it, and calls for methods this one does not serve go to
+    /// [`Worker`](crate::broker::Worker)s (see [`broker`](crate::broker)).
+    /// The link starts with [`build`](Self::build) inside a runtime, or
+    /// else with [`Server::bind`].
+    ///
+    /// ```no_run
+    /// use wslink_server::broker::BrokerConfig;
+    /// use wslink_server::Server;
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let server = Server::builder()
+    ///     .broker(BrokerConfig::nats("nats://127.0.0.1:4222").prefix("demo"))
+    ///     .build();
+    /// server.broker_ready().await;
+    /// # }
+    /// ```
+    #[cfg(feature = "broker")]
+    pub fn broker(mut self, config: crate::broker::BrokerConfig) -> Self {
+        self.broker = Some(crate::broker::Link::new(config, true));
+        self
+    }
+
+    /// A worker's link: it publishes, and takes no topic from the broker.
+    #[cfg(feature = "broker")]
+    pub(crate) fn worker_link(mut self, config: crate::broker::BrokerConfig) -> Self {
+        self.broker = Some(crate::broker::Link::new(config, false));
+        self
     }
 }
 
@@ -864,6 +919,8 @@ impl Server {
             policies: HashMap::new(),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "broker")]
+            broker: None,
         }
     }
 
@@ -879,6 +936,43 @@ impl Server {
         return self.shared.tls.is_some();
         #[cfg(not(feature = "tls"))]
         false
+    }
+
+    #[cfg(feature = "broker")]
+    fn start_broker(&self) {
+        if let Some(link) = &self.shared.broker {
+            link.start(Arc::downgrade(&self.shared));
+        }
+    }
+
+    /// Resolves once the broker link is connected and subscribed: from then
+    /// on publishes of other processes reach this one's clients. At once if
+    /// there is no broker. Waits for as long as the broker is unreachable.
+    ///
+    /// ```no_run
+    /// # use wslink_server::{broker::BrokerConfig, Server};
+    /// # #[tokio::main] async fn main() {
+    /// let server = Server::builder().broker(BrokerConfig::nats("nats://127.0.0.1:4222")).build();
+    /// server.broker_ready().await;
+    /// # }
+    /// ```
+    #[cfg(feature = "broker")]
+    pub async fn broker_ready(&self) {
+        if let Some(link) = &self.shared.broker {
+            self.start_broker();
+            link.ready().await;
+        }
+    }
+
+    /// What the broker link has done, if there is one.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// assert!(server.broker_stats().is_none());
+    /// ```
+    #[cfg(feature = "broker")]
+    pub fn broker_stats(&self) -> Option<crate::broker::BrokerStats> {
+        self.shared.broker.as_ref().map(|link| link.stats())
     }
 
     /// A publisher for this server.
@@ -1052,6 +1146,8 @@ impl Server {
         if let Ok(local) = listener.local_addr() {
             self.check_public_secret(local)?;
         }
+        #[cfg(feature = "broker")]
+        self.start_broker();
         Ok(Listener {
             listener,
             server: self.clone(),
