@@ -40,7 +40,8 @@ trap stop EXIT
 
 # A fresh clone compiles first; once the server is up the page must answer.
 started=$SECONDS
-until curl -sf -o "$artifacts/demo-index.html" "$base/"; do
+# `/` redirects to index.html, as wslink's aiohttp server does.
+until curl -sfL -o "$artifacts/demo-index.html" "$base/"; do
   if ! kill -0 "$demo" 2>/dev/null; then
     echo "FAIL  the demo exited before serving $base/"; tail -n 30 "$log"; exit 1
   fi

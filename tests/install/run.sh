@@ -145,7 +145,16 @@ cargo_publish_dry_run() {
     # (publish = false ones are left out) and verifies each by building its
     # .crate against the other .crate files, as crates.io would serve them.
     # --allow-dirty: this checks packaging, not whether the tree is committed.
-    cargo publish --dry-run --workspace --locked --allow-dirty 2>&1 | quiet_cargo
+    #
+    # Cargo takes a registry crate of a given version as immutable and never
+    # rebuilds it: verified in the main target directory, a .crate of ours
+    # would be built against an earlier packaging of its sibling (same
+    # 0.1.0, older API). So verification gets a directory of its own, where
+    # every build of our crates comes from a registry, and those are
+    # dropped before each run; third-party dependencies stay cached.
+    local verify="$CARGO_TARGET_DIR/publish-verify"
+    rm -rf "$verify"/debug/.fingerprint/wslink-* "$verify"/debug/deps/*wslink_* "$verify"/debug/build/wslink-*
+    CARGO_TARGET_DIR="$verify" cargo publish --dry-run --workspace --locked --allow-dirty 2>&1 | quiet_cargo
 }
 
 # Drops cargo's per-crate progress lines.
