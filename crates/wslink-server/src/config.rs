@@ -135,15 +135,6 @@ impl Limits {
             },
         }
     }
-
-    /// The largest WebSocket frame the socket layer reads at all: a 2.x
-    /// chunk, a 1.x text frame or a 1.x attachment, whichever is largest.
-    pub(crate) fn socket_frame_limit(&self) -> usize {
-        // wslink's aiohttp server allows 4 KiB over maxMsgSize; so do we.
-        (self.max_frame_size + 4096)
-            .max(self.max_text_size)
-            .max(self.max_message_size)
-    }
 }
 
 /// How the server runs: where, for whom, and for how long.
@@ -187,6 +178,11 @@ pub struct ServerConfig {
     /// Refuse to listen on a non-loopback address with the default secret
     /// (by default this only warns, as Python's server starts silently).
     pub refuse_public_default_secret: bool,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it, as
+    /// Python's server does; `false` is `--no-ws-compress`. On by default.
+    /// Large JSON and msgpack messages are then compressed; images and
+    /// anything else that does not shrink go out as they are.
+    pub compression: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -205,6 +201,7 @@ impl std::fmt::Debug for ServerConfig {
                 "refuse_public_default_secret",
                 &self.refuse_public_default_secret,
             )
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -222,6 +219,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             allowed_origins: AllowedOrigins::default(),
             refuse_public_default_secret: false,
+            compression: true,
         }
     }
 }

@@ -12,11 +12,11 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::ConnectionInfo;
 use crate::policy::Verdict;
 use crate::server::Server;
+use crate::transport::deflate;
 
 /// The response type of [`Server::handle_request`].
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -160,22 +160,25 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         uri: req.uri().clone(),
         headers: req.headers().clone(),
     };
-    let frame_limit = limits.socket_frame_limit();
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(frame_limit))
-        .max_frame_size(Some(frame_limit))
-        // Small eager buffers keep idle connections cheap; they grow on
-        // demand. tungstenite only writes control frames here (data frames
-        // are written by the connection's writer, see wire.rs).
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
+    // permessage-deflate unless turned off; an offer we cannot take is
+    // simply not accepted (RFC 7692 §5).
+    let deflate = if shared.config.compression {
+        deflate::negotiate(
+            req.headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    } else {
+        None
+    };
     let on_upgrade = hyper::upgrade::on(req);
     shared.connection_opened();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                crate::connection::run(shared.clone(), io, ws_config, info).await;
+                crate::connection::run(shared.clone(), io, deflate, info).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -188,6 +191,9 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(Ok(v)) = deflate.map(|d| HeaderValue::from_str(&d.response())) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     r
 }

@@ -1,6 +1,7 @@
 //! # wslink-server
 //!
-//! A wslink server on tokio and tokio-tungstenite. An app written against
+//! A wslink server on tokio, with its own WebSocket frame layer (and
+//! permessage-deflate). An app written against
 //! Kitware's npm `wslink` client (2.x or 1.x) works unchanged when the
 //! Python server behind it is replaced by this one.
 //!
@@ -41,7 +42,6 @@
 mod config;
 mod connection;
 mod context;
-mod guard;
 mod handler;
 mod http;
 mod listeners;
@@ -50,7 +50,7 @@ mod outbound;
 mod policy;
 mod publisher;
 mod server;
-mod wire;
+mod transport;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::publisher::TopicPolicy;
-use crate::wire::OutFrame;
+use crate::transport::OutFrame;
 
 /// Why a connection's writer stops.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -467,6 +467,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Accepts permessage-deflate (RFC 7692) when a client offers it (the
+    /// default, as Python's server); `false` is `--no-ws-compress`.
+    ///
+    /// With it, large JSON and msgpack messages are sent compressed, and
+    /// images (JPEG, PNG) and other payloads that do not shrink are sent as
+    /// they are; compressed messages from clients are inflated up to the
+    /// message limit in force. Contexts are not kept between messages, so an
+    /// idle connection costs no more with compression than without.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().compression(false).build();
+    /// assert!(!server.config().compression);
+    /// assert!(wslink_server::ServerConfig::default().compression);
+    /// ```
+    pub fn compression(mut self, enabled: bool) -> Self {
+        self.config.compression = enabled;
+        self
+    }
+
     /// Serves the files of `dir` over HTTP on the same port (`--content`).
     ///
     /// Paths are resolved under `dir` only: `..`, encoded separators and
