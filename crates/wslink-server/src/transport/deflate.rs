@@ -410,10 +410,7 @@ mod tests {
     #[test]
     fn compressed_messages_inflate_back_whatever_their_slices() {
         let json = json_like(300_000);
-        let parts: Vec<Bytes> = json
-            .chunks(70_001)
-            .map(|c| Bytes::copy_from_slice(c))
-            .collect();
+        let parts: Vec<Bytes> = json.chunks(70_001).map(Bytes::copy_from_slice).collect();
         for bits in [15, 9, 12] {
             let mut d = Deflate { window_bits: bits };
             let compressed = d.compress(&parts).expect("JSON compresses");
