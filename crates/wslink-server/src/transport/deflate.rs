@@ -27,6 +27,10 @@ pub(crate) const NAME: &str = "permessage-deflate";
 /// Messages smaller than this are sent as they are: the few bytes saved do
 /// not pay for the work, and small JSON barely shrinks.
 const MIN_COMPRESS: usize = 256;
+/// Larger messages are sent as they are: Node's WebSocket (undici) refuses
+/// a compressed message that inflates past 4 MiB, which it would accept
+/// uncompressed. A 2.x client's chunks (`maxMsgSize`, 4 MiB) stay below it.
+const MAX_COMPRESS: usize = 4 << 20;
 /// Input compressed before deciding whether the rest is worth it.
 const SAMPLE: usize = 16 * 1024;
 /// The sample must shrink to this fraction (in 1/16) to go on.
@@ -217,11 +221,11 @@ impl Deflate {
 
     /// The message's compressed payload (trailing `00 00 ff ff` removed),
     /// or `None` when it is not worth it and goes out as it is: small
-    /// messages, payloads in a compressed format, and anything whose first
-    /// 16 KiB do not shrink by an eighth.
+    /// messages, messages over 4 MiB, payloads in a compressed format, and
+    /// anything whose first 16 KiB do not shrink by an eighth.
     pub fn compress(&mut self, parts: &[Bytes]) -> Option<Vec<u8>> {
         let total: usize = parts.iter().map(Bytes::len).sum();
-        if total < MIN_COMPRESS
+        if !(MIN_COMPRESS..=MAX_COMPRESS).contains(&total)
             || parts
                 .iter()
                 .any(|p| p.len() >= MAGIC_MIN_SLICE && is_compressed_format(p))
@@ -436,6 +440,11 @@ mod tests {
         let mut d = Deflate { window_bits: 15 };
         // Small.
         assert_eq!(d.compress(&[Bytes::from_static(b"{\"id\":1}")]), None);
+        // Over 4 MiB (what Node's client inflates at most), however
+        // compressible.
+        let zeros = Bytes::from(vec![0u8; MAX_COMPRESS]);
+        assert!(d.compress(std::slice::from_ref(&zeros)).is_some());
+        assert_eq!(d.compress(&[zeros, Bytes::from_static(b"1")]), None);
         // A JPEG, or a PNG, as the slice of a message.
         let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
         jpeg.extend(std::iter::repeat_n(0u8, 100_000));
