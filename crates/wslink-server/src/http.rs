@@ -157,8 +157,8 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     let info = ConnectionInfo {
         client_id: Arc::from(format!("c{}", uuid::Uuid::new_v4().simple())),
         peer,
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
+        uri: owned_uri(req.uri()),
+        headers: owned_headers(req.headers()),
     };
     // permessage-deflate unless turned off; an offer we cannot take is
     // simply not accepted (RFC 7692 §5).
@@ -196,6 +196,26 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
     }
     r
+}
+
+/// hyper's parsed header values and URI are slices of its 8 KiB read
+/// buffer: a clone kept for the connection's life would keep that buffer
+/// too (it was most of an idle connection's memory). These copies own
+/// their few bytes.
+fn owned_headers(headers: &hyper::HeaderMap) -> hyper::HeaderMap {
+    let mut out = hyper::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), copy);
+        }
+    }
+    out
+}
+
+fn owned_uri(uri: &hyper::Uri) -> hyper::Uri {
+    hyper::Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
 }
 
 /// Maps a URL path to a file under `root`, refusing anything that would
@@ -307,6 +327,20 @@ async fn static_file(root: &Path, method: Method, url_path: String) -> HttpRespo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_headers_and_uri_do_not_share_the_request_buffer() {
+        let buffer = Bytes::from_static(b"/ws?a=1 text/plain");
+        let mut headers = hyper::HeaderMap::new();
+        let value = HeaderValue::from_maybe_shared(buffer.slice(8..)).unwrap();
+        headers.insert(header::ACCEPT, value);
+        let uri = hyper::Uri::from_maybe_shared(buffer.slice(..7)).unwrap();
+        let (h, u) = (owned_headers(&headers), owned_uri(&uri));
+        assert_eq!((&h, &u), (&headers, &uri));
+        let range = buffer.as_ptr_range();
+        assert!(!range.contains(&h[header::ACCEPT].as_bytes().as_ptr()));
+        assert!(!range.contains(&u.path().as_ptr()));
+    }
 
     #[test]
     fn paths_stay_under_the_root() {

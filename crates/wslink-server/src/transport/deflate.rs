@@ -248,6 +248,18 @@ impl Deflate {
     }
 }
 
+#[cfg(test)]
+impl Deflate {
+    /// Compresses whatever it is, as a client might (tests).
+    pub fn compress_always(data: &[u8]) -> Vec<u8> {
+        let mut c = Compress::new(Compression::new(LEVEL), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        run(&mut c, data, &mut out, FlushCompress::Sync).expect("compresses");
+        out.truncate(out.len() - 4);
+        out
+    }
+}
+
 fn compress_with(c: &mut Compress, parts: &[Bytes], total: usize) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity((total / 4).max(256));
     let mut fed = 0usize;
