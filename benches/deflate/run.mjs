@@ -31,6 +31,15 @@ if (typeof globalThis.WebSocket === 'undefined') {
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// The npm bundle is built for browsers: the globals it reads at load time.
+const page = new URL('http://127.0.0.1/index.html');
+globalThis.self ??= globalThis;
+globalThis.window ??= globalThis;
+globalThis.location ??= page;
+globalThis.document ??= { baseURI: page.href };
+const log = console.log;
+console.log = (...a) => console.error(...a); // the client's own chatter
+
 const require = createRequire(import.meta.url);
 const wslink = require(path.join(root, 'tests/peers/node_modules/wslink-2/dist/wslink.js'));
 
@@ -211,11 +220,11 @@ for (const name of wanted) {
   results.push(await measure(name));
 }
 const kb = (n) => (n / 1000).toFixed(1);
-console.log(`rounds: ${rounds}; bytes are per round trip (server to client, client to server), KB = 1000 bytes`);
-console.log('| server | extension answered | state ~1 MB: KB down | KB up | ms | JPEG 1 MiB: KB down | KB up | ms |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+log(`rounds: ${rounds}; bytes are per round trip (server to client, client to server), KB = 1000 bytes`);
+log('| server | extension answered | state ~1 MB: KB down | KB up | ms | JPEG 1 MiB: KB down | KB up | ms |');
+log('| --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of results) {
-  console.log(
+  log(
     `| ${r.name} | \`${r.extension}\` | ${kb(r.state.down)} | ${kb(r.state.up)} | ${r.state.ms.toFixed(1)} | ${kb(r.jpeg.down)} | ${kb(r.jpeg.up)} | ${r.jpeg.ms.toFixed(1)} |`,
   );
 }

@@ -344,7 +344,7 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(n: usize) -> OutFrame {
-        OutFrame::Binary(Bytes::from(vec![0; n]).into())
+        OutFrame::from(wslink_core::Frame::Binary(Bytes::from(vec![0; n])))
     }
 
     fn frames(n: usize) -> Arc<[OutFrame]> {

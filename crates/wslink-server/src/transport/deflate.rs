@@ -38,9 +38,10 @@ const SAMPLE_RATIO_16THS: usize = 14;
 /// A slice this large starting with the signature of a compressed format
 /// (JPEG, PNG...) marks the message as not worth compressing.
 const MAGIC_MIN_SLICE: usize = 1024;
-/// zlib level: 3 is fast (zlib-rs's greedy matcher) and takes most of what
-/// level 6 takes from JSON and msgpack arrays.
-const LEVEL: u32 = 3;
+/// zlib level. Measured on 3 MB of JSON records (zlib-rs, release): level 1
+/// gives 25 % of the size in 8 ms, 2 gives 18 % in 13 ms, 3 gives 17.7 % in
+/// 19 ms, 6 (zlib's default, Python's) 16.3 % in 43 ms.
+const LEVEL: u32 = 2;
 
 /// What the server agreed to in the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,11 +220,18 @@ impl Deflate {
         }
     }
 
+    /// Whether what [`compress`](Self::compress) makes is the same for every
+    /// connection that took the default window, so one connection's result
+    /// may be sent by the others.
+    pub fn is_shareable(&self) -> bool {
+        self.window_bits == 15
+    }
+
     /// The message's compressed payload (trailing `00 00 ff ff` removed),
     /// or `None` when it is not worth it and goes out as it is: small
     /// messages, messages over 4 MiB, payloads in a compressed format, and
     /// anything whose first 16 KiB do not shrink by an eighth.
-    pub fn compress(&mut self, parts: &[Bytes]) -> Option<Vec<u8>> {
+    pub fn compress(&self, parts: &[Bytes]) -> Option<Bytes> {
         let total: usize = parts.iter().map(Bytes::len).sum();
         if !(MIN_COMPRESS..=MAX_COMPRESS).contains(&total)
             || parts
@@ -233,17 +241,20 @@ impl Deflate {
             return None;
         }
         if self.window_bits == 15 {
-            DEFLATER.with(|cell| {
-                let mut cell = cell.borrow_mut();
-                let c = cell.get_or_insert_with(|| Compress::new(Compression::new(LEVEL), false));
-                let out = compress_with(c, parts, total);
-                c.reset();
-                out
-            })
+            DEFLATER
+                .with(|cell| {
+                    let mut cell = cell.borrow_mut();
+                    let c =
+                        cell.get_or_insert_with(|| Compress::new(Compression::new(LEVEL), false));
+                    let out = compress_with(c, parts, total);
+                    c.reset();
+                    out
+                })
+                .map(Bytes::from)
         } else {
             let mut c =
                 Compress::new_with_window_bits(Compression::new(LEVEL), false, self.window_bits);
-            compress_with(&mut c, parts, total)
+            compress_with(&mut c, parts, total).map(Bytes::from)
         }
     }
 }
@@ -428,7 +439,7 @@ mod tests {
         let json = json_like(300_000);
         let parts: Vec<Bytes> = json.chunks(70_001).map(Bytes::copy_from_slice).collect();
         for bits in [15, 9, 12] {
-            let mut d = Deflate { window_bits: bits };
+            let d = Deflate { window_bits: bits };
             let compressed = d.compress(&parts).expect("JSON compresses");
             assert!(
                 compressed.len() * 4 < json.len(),
@@ -449,7 +460,7 @@ mod tests {
 
     #[test]
     fn what_does_not_pay_is_not_compressed() {
-        let mut d = Deflate { window_bits: 15 };
+        let d = Deflate { window_bits: 15 };
         // Small.
         assert_eq!(d.compress(&[Bytes::from_static(b"{\"id\":1}")]), None);
         // Over 4 MiB (what Node's client inflates at most), however

@@ -45,18 +45,26 @@ const CONTROL_LIMIT: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) enum OutFrame {
     /// A text frame (1.x); the bytes are UTF-8.
-    Text(Bytes),
+    Text(Bytes, Packed),
     /// A binary frame, as one buffer (1.x attachments) or as the slices a
     /// 2.x segmented encode made.
-    Binary(SegmentedFrame),
+    Binary(SegmentedFrame, Packed),
 }
+
+/// A frame's compressed form, made by the first connection that sends it
+/// with permessage-deflate and reused by the others: a publish goes to
+/// every client as one `Arc<[OutFrame]>`, and without context takeover the
+/// same message always compresses to the same bytes. `Some(None)`: not
+/// worth compressing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Packed(std::sync::OnceLock<Option<Bytes>>);
 
 impl OutFrame {
     /// The payload's length: what queue bounds count.
     pub fn len(&self) -> usize {
         match self {
-            OutFrame::Text(t) => t.len(),
-            OutFrame::Binary(b) => b.len(),
+            OutFrame::Text(t, _) => t.len(),
+            OutFrame::Binary(b, _) => b.len(),
         }
     }
 }
@@ -64,15 +72,15 @@ impl OutFrame {
 impl From<Frame> for OutFrame {
     fn from(frame: Frame) -> Self {
         match frame {
-            Frame::Text(t) => OutFrame::Text(t),
-            Frame::Binary(b) => OutFrame::Binary(b.into()),
+            Frame::Text(t) => OutFrame::Text(t, Packed::default()),
+            Frame::Binary(b) => OutFrame::Binary(b.into(), Packed::default()),
         }
     }
 }
 
 impl From<SegmentedFrame> for OutFrame {
     fn from(frame: SegmentedFrame) -> Self {
-        OutFrame::Binary(frame)
+        OutFrame::Binary(frame, Packed::default())
     }
 }
 
@@ -186,18 +194,25 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
     /// never make any).
     pub async fn data(&mut self, frame: &OutFrame) -> io::Result<()> {
         self.take_control();
-        let (opcode, parts) = match frame {
-            OutFrame::Text(t) if std::str::from_utf8(t).is_ok() => (0x1, std::slice::from_ref(t)),
-            OutFrame::Text(_) => return Ok(()),
-            OutFrame::Binary(b) => (0x2, b.parts()),
+        let (opcode, parts, packed) = match frame {
+            OutFrame::Text(t, p) if std::str::from_utf8(t).is_ok() => {
+                (0x1, std::slice::from_ref(t), p)
+            }
+            OutFrame::Text(..) => return Ok(()),
+            OutFrame::Binary(b, p) => (0x2, b.parts(), p),
         };
-        if let Some(compressed) = self.deflate.as_mut().and_then(|d| d.compress(parts)) {
+        let compressed = match &self.deflate {
+            Some(d) if d.is_shareable() => packed.0.get_or_init(|| d.compress(parts)).clone(),
+            Some(d) => d.compress(parts),
+            None => None,
+        };
+        if let Some(compressed) = compressed {
             header(&mut self.buf, 0x40 | opcode, compressed.len());
             return if compressed.len() <= INLINE_MAX {
                 self.buf.extend_from_slice(&compressed);
                 self.write_if_full().await
             } else {
-                self.write_buffer(&[Bytes::from(compressed)]).await
+                self.write_buffer(&[compressed]).await
             };
         }
         let len = frame.len();
@@ -491,7 +506,7 @@ mod tests {
     fn expected(frames: &[OutFrame]) -> Vec<u8> {
         let mut out = Vec::new();
         for frame in frames {
-            let OutFrame::Binary(b) = frame else {
+            let OutFrame::Binary(b, _) = frame else {
                 unreachable!()
             };
             header(&mut out, 0x2, b.len());
@@ -519,10 +534,10 @@ mod tests {
             .map(OutFrame::from)
             .collect();
         assert!(frames.iter().any(|f| match f {
-            OutFrame::Binary(b) => b.parts().len() > 2,
-            OutFrame::Text(_) => false,
+            OutFrame::Binary(b, _) => b.parts().len() > 2,
+            OutFrame::Text(..) => false,
         }));
-        frames.push(OutFrame::Binary(Bytes::from_static(b"small").into()));
+        frames.push(Frame::Binary(Bytes::from_static(b"small")).into());
         let want = expected(&frames);
         for vectored in [true, false] {
             for per_write in [1usize, 7, 4096, 65_537, usize::MAX] {
@@ -549,6 +564,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A publish's frames are shared by every connection: the first one
+    /// that compresses a frame leaves the result for the others, and the
+    /// bytes they send are the same.
+    #[tokio::test]
+    async fn a_shared_frame_is_compressed_once() {
+        let json: String = (0..2000).map(|i| format!("{{\"v\":{i}}},")).collect();
+        let frame = OutFrame::from(Frame::Text(Bytes::from(json)));
+        let deflate = || {
+            let offer = super::super::deflate::negotiate(["permessage-deflate"]).unwrap();
+            Some(Deflate::new(offer))
+        };
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            let (a, mut b) = tokio::io::duplex(1 << 20);
+            let (read, write) = tokio::io::split(a);
+            let mut writer = FrameWriter::new(write, Arc::default(), deflate());
+            writer.data(&frame).await.unwrap();
+            writer.flush().await.unwrap();
+            drop((writer, read));
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
+            assert_eq!(got[0], 0xc1, "FIN, RSV1, text");
+            sent.push(got);
+        }
+        assert_eq!(sent[0], sent[1]);
+        let OutFrame::Text(_, packed) = &frame else {
+            unreachable!()
+        };
+        let kept = packed.0.get().cloned().flatten().expect("kept");
+        assert!(sent[0].ends_with(&kept));
     }
 
     /// A payload shared by a segmented encode reaches the socket from its
