@@ -202,10 +202,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.pos = 0;
         }
         let have = self.buf.len();
-        if self.buf.capacity() < have + READ_SIZE {
-            self.buf
-                .reserve_exact(have + READ_SIZE - self.buf.capacity());
-        }
+        self.buf.reserve_exact(READ_SIZE);
         self.buf.resize(have + READ_SIZE, 0);
         let mut read = ReadBuf::new(&mut self.buf[have..]);
         let polled = Pin::new(&mut self.io).poll_read(cx, &mut read);
