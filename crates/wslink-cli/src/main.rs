@@ -6,12 +6,15 @@
 //! wslink subscribe ws://127.0.0.1:8080/ws viewport.image --count 10
 //! wslink serve --port 8080 --content www/
 //! wslink launch launcher.json      # a server process per browser session
+//! wslink relay --mode relay --port 9000   # servers behind a firewall connect out to it
 //! ```
 //!
 //! Run `wslink --help` for the exit codes.
 
+mod relay;
 mod render;
 mod serve;
+mod ssl;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -70,13 +73,19 @@ enum Command {
     /// Print the messages published on a topic, one JSON line each.
     #[command(after_help = EXIT_CODES)]
     Subscribe(SubscribeArgs),
-    /// Run a wslink server.
+    /// Run a wslink server; takes the flags of Kitware's `python -m
+    /// wslink.server` (unique prefixes of long flags too, as argparse).
+    #[command(infer_long_args = true, after_help = serve::SERVE_HELP)]
     Serve(serve::ServeArgs),
     /// Start a server process per browser session, from a configuration
     /// file in the format of Kitware's `python -m wslink.launcher`.
     #[cfg(unix)]
     #[command(after_help = LAUNCH_HELP)]
     Launch(LaunchArgs),
+    /// Relay WebSockets: servers behind a firewall connect out to it and
+    /// browsers reach them through it (Kitware's `python -m wslink.relay`).
+    #[command(after_help = relay::RELAY_HELP)]
+    Relay(relay::RelayArgs),
 }
 
 #[cfg(unix)]
@@ -123,6 +132,16 @@ struct ConnectArgs {
     /// of 2.x (msgpack).
     #[arg(long)]
     legacy: bool,
+    /// For wss:// URLs: also trust the certificates of this PEM file (a
+    /// private CA, or a server's self-signed certificate) besides the
+    /// public CAs.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// For wss:// URLs: accept any certificate, for any name (e.g. a Python
+    /// server started with --ssl adhoc). The traffic is then open to
+    /// anyone on the path; prefer --ca.
+    #[arg(long, short = 'k', conflicts_with = "ca")]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +214,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => return serve::run(args).await,
         #[cfg(unix)]
         Command::Launch(args) => return launch(args).await,
+        Command::Relay(args) => return relay::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -354,7 +374,15 @@ fn prepare_dir(dir: &Option<PathBuf>) -> Result<(), Failure> {
 }
 
 async fn connect(url: &str, args: &ConnectArgs, timeout: Duration) -> Result<Client, Failure> {
-    Client::builder(url)
+    let mut builder = Client::builder(url);
+    if let Some(ca) = &args.ca {
+        builder = builder.ca_file(ca);
+    }
+    if args.insecure {
+        eprintln!("wslink: warning: --insecure: the server's certificate is not checked");
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
         .secret(&args.secret)
         .generation(if args.legacy {
             Generation::V1
@@ -461,7 +489,7 @@ fn describe(err: &Error, url: &str, show_trace: bool) -> Failure {
         Error::InvalidUrl { reason, .. } => Failure::new(
             exit::USAGE,
             format!(
-                "{url:?} is not a usable WebSocket URL ({reason}); expected ws://HOST:PORT/PATH"
+                "{url:?} is not a usable WebSocket URL ({reason}); expected ws://HOST:PORT/PATH or wss://"
             ),
         ),
         e @ Error::Connect { .. } if e.is_connection_refused() => Failure::new(
@@ -470,7 +498,12 @@ fn describe(err: &Error, url: &str, show_trace: bool) -> Failure {
                 "cannot connect to {url}: connection refused (is a wslink server listening there?)"
             ),
         ),
+        e @ Error::Connect { .. } if e.to_string().contains("certificate") => Failure::new(
+            exit::CONNECT,
+            format!("{e} (a private CA or self-signed server? trust its certificate with --ca FILE)"),
+        ),
         e @ Error::Connect { .. } => Failure::new(exit::CONNECT, e.to_string()),
+        e @ Error::CaFile { .. } => Failure::new(exit::USAGE, format!("--ca: {e}")),
         Error::Auth { code, message, .. } => Failure::new(
             exit::CONNECT,
             format!(

@@ -52,6 +52,24 @@ pub enum Error {
         source: Box<tungstenite::Error>,
     },
 
+    /// A CA file given to `ClientBuilder::ca_file` (feature `tls`) could
+    /// not be read or holds no usable PEM certificate.
+    #[error("cannot use the CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A certificate given to `ClientBuilder::root_certificates` (feature
+    /// `tls`) cannot be a trust anchor.
+    #[error("unusable root certificate: {reason}")]
+    BadRootCertificate {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The server refused the hello (wrong secret), or answered it with
     /// something that is not a hello reply.
     #[error("authentication failed at {url}: error {code}: {message}")]

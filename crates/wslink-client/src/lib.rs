@@ -73,6 +73,8 @@
 mod connection;
 mod error;
 mod subscription;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -230,6 +232,8 @@ pub struct ClientBuilder {
     subscription_buffer_bytes: usize,
     limits: Limits,
     declare_subscriptions: bool,
+    #[cfg(feature = "tls")]
+    tls: tls::TlsSettings,
 }
 
 impl ClientBuilder {
@@ -407,6 +411,112 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts these certificates (DER) for wss:// URLs: a private CA,
+    /// or a self-signed server certificate. Added to the webpki roots
+    /// unless [`webpki_roots(false)`](Self::webpki_roots). Feature `tls`.
+    ///
+    /// ```no_run
+    /// use wslink_client::tls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = CertificateDer::from_pem_file("/etc/wslink/ca.pem")?;
+    /// let client = wslink_client::Client::builder("wss://viz.internal:8443/ws")
+    ///     .root_certificates([ca])
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn root_certificates(
+        mut self,
+        certs: impl IntoIterator<Item = rustls_pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.tls.roots.extend(certs);
+        self
+    }
+
+    /// Also trusts every certificate of this PEM file for wss:// URLs (a
+    /// CA bundle, or the server's self-signed certificate). The file is
+    /// read when connecting; a missing or empty file fails
+    /// [`connect`](Self::connect) with [`Error::CaFile`] naming it.
+    /// Feature `tls`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let client = wslink_client::Client::builder("wss://127.0.0.1:8443/ws")
+    ///     .ca_file("adhoc-cert.pem")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_files.push(path.into());
+        self
+    }
+
+    /// Whether wss:// trusts the public CAs of the webpki (Mozilla) set
+    /// built into the client; on by default. Off, only the certificates
+    /// given to [`root_certificates`](Self::root_certificates) and
+    /// [`ca_file`](Self::ca_file) are trusted. Feature `tls`.
+    ///
+    /// ```
+    /// let builder = wslink_client::Client::builder("wss://127.0.0.1:8443/ws")
+    ///     .webpki_roots(false)
+    ///     .ca_file("private-ca.pem");
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn webpki_roots(mut self, enabled: bool) -> Self {
+        self.tls.webpki_roots = enabled;
+        self
+    }
+
+    /// Accepts any server certificate on wss://, for any name: no CA, no
+    /// name, no expiry check. Only for reaching a test server whose
+    /// certificate cannot be verified at all, such as Kitware's
+    /// `--ssl adhoc` (its name field is malformed); anyone on the path can
+    /// then read and change the traffic. Prefer [`ca_file`](Self::ca_file).
+    /// Feature `tls`.
+    ///
+    /// ```
+    /// let builder = wslink_client::Client::builder("wss://127.0.0.1:8443/ws")
+    ///     .danger_accept_invalid_certs(true);
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls.accept_invalid_certs = accept;
+        self
+    }
+
+    /// Uses this rustls configuration for wss:// as it is (client
+    /// certificates, a custom verifier, pinned keys...), instead of the
+    /// one made from the roots above. Feature `tls`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wslink_client::tls::rustls;
+    ///
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    /// let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    ///     rustls::crypto::ring::default_provider(),
+    /// ))
+    /// .with_safe_default_protocol_versions()
+    /// .unwrap()
+    /// .with_root_certificates(roots)
+    /// .with_no_client_auth();
+    /// let builder = wslink_client::Client::builder("wss://example.org/ws")
+    ///     .tls_config(Arc::new(config));
+    /// # drop(builder);
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
+        self
+    }
+
     /// Connects, says hello and starts the connection task.
     ///
     /// Fails with [`Error::InvalidUrl`], [`Error::Connect`] (refused, not a
@@ -426,6 +536,24 @@ impl ClientBuilder {
 
     async fn connect_inner(self) -> Result<Client, Error> {
         use tokio_tungstenite::tungstenite::Error as WsError;
+        #[cfg(feature = "tls")]
+        let connector = if is_wss(&self.url) {
+            Some(tokio_tungstenite::Connector::Rustls(
+                self.tls.client_config()?,
+            ))
+        } else {
+            None
+        };
+        #[cfg(feature = "tls")]
+        let connected = tokio_tungstenite::connect_async_tls_with_config(
+            self.url.as_str(),
+            Some(self.limits.websocket()),
+            true,
+            connector,
+        )
+        .await;
+        // Without TLS support, wss:// fails here as an invalid URL.
+        #[cfg(not(feature = "tls"))]
         let connected = tokio_tungstenite::connect_async_with_config(
             self.url.as_str(),
             Some(self.limits.websocket()),
@@ -591,8 +719,15 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+#[cfg(feature = "tls")]
+fn is_wss(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
+}
+
 impl Client {
-    /// Starts configuring a connection to `url` (`ws://HOST:PORT/PATH`).
+    /// Starts configuring a connection to `url` (`ws://HOST:PORT/PATH`, or
+    /// `wss://` with the `tls` feature).
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             url: url.into(),
@@ -604,6 +739,8 @@ impl Client {
             subscription_buffer_bytes: DEFAULT_SUBSCRIPTION_BUFFER_BYTES,
             limits: Limits::default(),
             declare_subscriptions: true,
+            #[cfg(feature = "tls")]
+            tls: tls::TlsSettings::default(),
         }
     }
 

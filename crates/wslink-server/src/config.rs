@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hyper::http::HeaderMap;
+
 use wslink_core::attachments::AttachmentLimits;
 use wslink_core::chunking::UnchunkLimits;
 use wslink_core::codec::{v1, v2};
@@ -45,8 +47,13 @@ pub struct Limits {
     /// Largest 1.x JSON text frame after hello.
     pub max_text_size: usize,
     /// Largest single frame a 2.x client may send; announced in the hello
-    /// reply as `maxMsgSize` so clients chunk below it (wslink: 4 MiB).
+    /// reply as `maxMsgSize` so clients chunk below it (wslink: 4 MiB,
+    /// `WSLINK_MAX_MSG_SIZE`).
     pub max_frame_size: usize,
+    /// How far past `max_frame_size` an authenticated 2.x client's frame may
+    /// go before the connection is closed with 1009 (wslink: 4096,
+    /// `WSLINK_MSG_OVERHEAD`: aiohttp's limit is their sum).
+    pub frame_overhead: usize,
     /// Partial 2.x messages being reassembled at once.
     pub max_pending_messages: usize,
     /// Bytes held across partial 2.x messages and unclaimed 1.x attachments.
@@ -96,6 +103,7 @@ impl Default for Limits {
             max_message_size: unchunk.max_message_size,
             max_text_size: v1::DEFAULT_MAX_TEXT_SIZE,
             max_frame_size: DEFAULT_MAX_MSG_SIZE,
+            frame_overhead: 4096,
             max_pending_messages: unchunk.max_pending_messages,
             max_pending_bytes: unchunk.max_pending_bytes,
             max_depth: wslink_core::msgpack::DEFAULT_MAX_DEPTH,
@@ -135,6 +143,12 @@ impl Limits {
             },
         }
     }
+
+    /// The largest frame an authenticated 2.x client may send: wslink's
+    /// aiohttp server allows `WSLINK_MSG_OVERHEAD` over maxMsgSize; so do we.
+    pub(crate) fn v2_frame_limit(&self) -> usize {
+        self.max_frame_size.saturating_add(self.frame_overhead)
+    }
 }
 
 /// How the server runs: where, for whom, and for how long.
@@ -159,8 +173,32 @@ pub struct ServerConfig {
     pub secret: String,
     /// The WebSocket path (`--ws-endpoint`), `/ws` by default.
     pub ws_endpoint: String,
+    /// Whether `ws_endpoint` upgrades to WebSocket at all; `false` serves
+    /// HTTP only (`--no-ws-endpoint`), and the endpoint's path is then an
+    /// ordinary static path.
+    pub websocket: bool,
+    /// Whether permessage-deflate (RFC 7692) is negotiated with clients
+    /// that offer it (`--no-ws-compress` and `WSLINK_WS_COMPRESS=0` turn it
+    /// off); on by default, as in wslink's aiohttp server. A client that
+    /// does not offer it is never sent compressed frames. Large JSON and
+    /// msgpack messages are then compressed; images and anything else that
+    /// does not shrink go out as they are.
+    pub compression: bool,
     /// A directory served over HTTP on the same port (`--content`).
     pub content: Option<PathBuf>,
+    /// More directories, each under its own URL prefix (`--fs-endpoints
+    /// "data=/srv/data"` serves `/srv/data/a.txt` as `/data/a.txt`). Prefixes
+    /// start with `/` and have no trailing `/`; the longest matching prefix
+    /// wins, `content` takes what none matches.
+    pub fs_endpoints: Vec<(String, PathBuf)>,
+    /// Serve files that are symbolic links leading out of their directory
+    /// (`WSLINK_FOLLOW_SYMLINKS=1`). Off by default: a link is served only
+    /// when its target is inside the directory too. URL paths can never
+    /// climb out (`..`) either way.
+    pub follow_symlinks: bool,
+    /// Headers added to every HTTP response except the WebSocket upgrade
+    /// (`WSLINK_HTTP_HEADERS`), unless the response already has that header.
+    pub http_headers: HeaderMap,
     /// Seconds without any client before the server stops itself
     /// (`--timeout`); `None` never stops.
     pub idle_timeout: Option<Duration>,
@@ -178,11 +216,6 @@ pub struct ServerConfig {
     /// Refuse to listen on a non-loopback address with the default secret
     /// (by default this only warns, as Python's server starts silently).
     pub refuse_public_default_secret: bool,
-    /// Accept permessage-deflate (RFC 7692) when a client offers it, as
-    /// Python's server does; `false` is `--no-ws-compress`. On by default.
-    /// Large JSON and msgpack messages are then compressed; images and
-    /// anything else that does not shrink go out as they are.
-    pub compression: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -190,7 +223,12 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("secret", &"<redacted>")
             .field("ws_endpoint", &self.ws_endpoint)
+            .field("websocket", &self.websocket)
+            .field("compression", &self.compression)
             .field("content", &self.content)
+            .field("fs_endpoints", &self.fs_endpoints)
+            .field("follow_symlinks", &self.follow_symlinks)
+            .field("http_headers", &self.http_headers)
             .field("idle_timeout", &self.idle_timeout)
             .field("generation", &self.generation)
             .field("keepalive", &self.keepalive)
@@ -201,7 +239,6 @@ impl std::fmt::Debug for ServerConfig {
                 "refuse_public_default_secret",
                 &self.refuse_public_default_secret,
             )
-            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -211,7 +248,12 @@ impl Default for ServerConfig {
         ServerConfig {
             secret: wslink_core::protocol::DEFAULT_SECRET.to_owned(),
             ws_endpoint: "/ws".to_owned(),
+            websocket: true,
+            compression: true,
             content: None,
+            fs_endpoints: Vec::new(),
+            follow_symlinks: false,
+            http_headers: HeaderMap::new(),
             idle_timeout: None,
             generation: None,
             keepalive: Some(Duration::from_secs(30)),
@@ -219,7 +261,6 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             allowed_origins: AllowedOrigins::default(),
             refuse_public_default_secret: false,
-            compression: true,
         }
     }
 }

@@ -117,7 +117,14 @@ pub(crate) async fn run<S>(
             frame_limits,
             auth_failures: 0,
             pre_auth_messages: 0,
-            hello_deadline_at: tokio::time::Instant::now() + limits.hello_deadline,
+            // A relayed connection waits for browsers as long as the relay
+            // keeps it; each browser's hello is still required.
+            hello_deadline_at: tokio::time::Instant::now()
+                + if info.relayed {
+                    Duration::from_secs(100 * 365 * 24 * 3600)
+                } else {
+                    limits.hello_deadline
+                },
         };
         if let Some(g) = shared.config.generation {
             conn.choose(g);
@@ -197,6 +204,30 @@ impl Conn {
         self.slot.set_generation(generation);
     }
 
+    /// The relay says the browser on this relayed connection left: the next
+    /// one starts from scratch (hello, limits, partial messages, declared
+    /// topics), instead of inheriting the last one's authentication.
+    fn relay_client_left(&mut self) {
+        tracing::debug!("relay: the browser left; the next one must say hello");
+        let limits = self.shared.config.limits;
+        if self.slot.is_authenticated() {
+            self.slot.clear_authenticated();
+            let declared = self
+                .slot
+                .declared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            self.shared.listeners.left(declared);
+            self.frame_limits.back_to_pre_auth(&limits);
+        }
+        if let Some(g) = self.slot.generation() {
+            self.choose(g);
+        }
+        self.auth_failures = 0;
+        self.pre_auth_messages = 0;
+    }
+
     fn generation(&self) -> Generation {
         self.slot.generation().unwrap_or(Generation::V2)
     }
@@ -274,8 +305,12 @@ impl Conn {
                 self.on_text(text).await
             }
             Incoming::Close => Err(End::PeerGone),
+            Incoming::Ping(p) if self.info.relayed && p[..] == *crate::reverse::CLIENT_LEFT => {
+                self.relay_client_left();
+                Ok(())
+            }
             // The reader answered pings; any frame counts as a sign of life.
-            Incoming::Control => Ok(()),
+            Incoming::Ping(_) | Incoming::Pong => Ok(()),
         }
     }
 
@@ -287,7 +322,7 @@ impl Conn {
         let authenticated = self.slot.is_authenticated();
         let decoded = match &mut self.decoder {
             Decoder::V2(d) => {
-                let limit = limits.max_frame_size + 4096;
+                let limit = limits.v2_frame_limit();
                 if data.len() > limit {
                     return Err(close(
                         1009,
@@ -402,6 +437,21 @@ impl Conn {
 
     async fn on_request(&mut self, req: Request) -> Result<(), End> {
         if req.id.split(':').next() == Some("system") {
+            // Before hello, only a hello is free: any other system request
+            // (a declaration, an unknown method) counts like a call would.
+            if req.method != HELLO_METHOD && !self.slot.is_authenticated() {
+                self.pre_auth_messages += 1;
+                if self.pre_auth_messages >= self.shared.config.limits.max_pre_auth_messages {
+                    self.reply(Message::Error {
+                        id: req.id,
+                        error: RpcError::unauthorized(),
+                    });
+                    return Err(close_after_queue(
+                        1008,
+                        "too many messages before wslink.hello",
+                    ));
+                }
+            }
             return self.on_system(req).await;
         }
         if !self.slot.is_authenticated() {
@@ -428,7 +478,9 @@ impl Conn {
                 _ = shutdown.wait_for(|s| *s) => {}
             }
         }
-        let Some(handler) = self.shared.methods.get(&req.method).cloned() else {
+        let local = self.shared.methods.get(&req.method).cloned();
+        // Not served here: a worker behind the broker may serve it.
+        let Some(handler) = local.or_else(|| self.shared.remote_method(&req.method)) else {
             inc(&self.shared.metrics.call_errors);
             self.reply(Message::Error {
                 error: RpcError::method_not_found(&req.method),

@@ -27,6 +27,7 @@ pub struct ConnectionInfo {
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) uri: Uri,
     pub(crate) headers: HeaderMap,
+    pub(crate) relayed: bool,
 }
 
 impl ConnectionInfo {
@@ -58,6 +59,24 @@ impl ConnectionInfo {
     /// ```
     pub fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// Whether this is the server's own connection out to a relay
+    /// ([`Server::serve_reverse`](crate::Server::serve_reverse)): browsers
+    /// then come one after another on it, each with its own hello.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder()
+    ///     .on_connect(|conn| {
+    ///         if conn.is_relayed() {
+    ///             tracing::info!("connected to the relay; browsers come through it");
+    ///         }
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub fn is_relayed(&self) -> bool {
+        self.relayed
     }
 
     /// The peer's address, when the transport has one.

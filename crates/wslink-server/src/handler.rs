@@ -142,6 +142,14 @@ pub(crate) trait Reply: Send + Sync {
         max_frame_size: usize,
         keys: &AttachmentKeys,
     ) -> Result<Vec<OutFrame>, CodecError>;
+
+    /// The result as msgpack after `reserve` zeroed bytes, for a worker's
+    /// answer through the broker.
+    #[cfg(feature = "broker")]
+    fn to_msgpack(
+        &self,
+        reserve: usize,
+    ) -> Result<bytes::BytesMut, wslink_core::msgpack::EncodeError>;
 }
 
 impl<T: Serialize + Send + Sync> Reply for T {
@@ -165,6 +173,14 @@ impl<T: Serialize + Send + Sync> Reply for T {
                 .map(OutFrame::from)
                 .collect(),
         })
+    }
+
+    #[cfg(feature = "broker")]
+    fn to_msgpack(
+        &self,
+        reserve: usize,
+    ) -> Result<bytes::BytesMut, wslink_core::msgpack::EncodeError> {
+        wslink_core::msgpack::encode_with_reserve(self, reserve, 256)
     }
 }
 

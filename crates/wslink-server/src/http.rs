@@ -13,6 +13,7 @@ use hyper::http::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::config::ServerConfig;
 use crate::context::ConnectionInfo;
 use crate::policy::Verdict;
 use crate::server::Server;
@@ -61,17 +62,76 @@ pub(crate) async fn handle<B>(
     mut req: Request<B>,
     peer: Option<SocketAddr>,
 ) -> HttpResponse {
-    let shared = &server.shared;
-    if req.uri().path() == shared.config.ws_endpoint {
-        return upgrade(server, &mut req, peer);
-    }
-    match &shared.config.content {
-        // Only the method and path go on: holding the request across an
-        // await would make this future `!Send` for bodies that are not
+    let config = &server.shared.config;
+    let mut response = if config.websocket && req.uri().path() == config.ws_endpoint {
+        upgrade(server, &mut req, peer)
+    } else {
+        // Only the method, path and query go on: holding the request across
+        // an await would make this future `!Send` for bodies that are not
         // `Sync` (axum's), and so unusable as an axum handler.
-        Some(dir) => static_file(dir, req.method().clone(), req.uri().path().to_owned()).await,
-        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        static_route(config, method, path, query).await
+    };
+    // Python sets them from a middleware after its handler returns, which for
+    // the WebSocket is after the 101 went out: they never reach an upgrade.
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let headers = response.headers_mut();
+        for (name, value) in &config.http_headers {
+            headers.entry(name).or_insert_with(|| value.clone());
+        }
     }
+    response
+}
+
+/// Static files: `/` redirects to `index.html` (as wslink's aiohttp server
+/// does), then the `fs_endpoints` with the longest matching prefix, then
+/// `content`.
+async fn static_route(
+    config: &ServerConfig,
+    method: Method,
+    path: String,
+    query: String,
+) -> HttpResponse {
+    if config.content.is_none() && config.fs_endpoints.is_empty() {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if path == "/" && (method == Method::GET || method == Method::HEAD) {
+        let mut location = String::from("index.html");
+        if !query.is_empty() {
+            location.push('?');
+            location.push_str(&query);
+        }
+        let mut r = plain(StatusCode::FOUND, "302: Found\n");
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return r;
+    }
+    let Some(decoded) = percent_decode(&path) else {
+        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    let mount = config
+        .fs_endpoints
+        .iter()
+        .filter(|(prefix, _)| under_prefix(&decoded, prefix))
+        .max_by_key(|(prefix, _)| prefix.len());
+    let (root, rest) = match (mount, &config.content) {
+        (Some((prefix, dir)), _) => (dir, &decoded[prefix.len()..]),
+        (None, Some(dir)) => (dir, decoded.as_str()),
+        (None, None) => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    static_file(root, method, rest, config.follow_symlinks).await
+}
+
+/// Whether `path` is `prefix` or below it, segment-wise (`/data` holds
+/// `/data/a` but not `/database`).
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    prefix == "/"
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
@@ -150,7 +210,9 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         return r;
     }
     let limits = &shared.config.limits;
-    if shared.open.load(std::sync::atomic::Ordering::Acquire) >= limits.max_connections {
+    // Nothing below refuses the upgrade: the slot taken here is given back
+    // when the connection's task ends.
+    if !shared.try_open_connection(limits.max_connections) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     }
     let accept = derive_accept_key(key.as_bytes());
@@ -159,6 +221,7 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         peer,
         uri: owned_uri(req.uri()),
         headers: owned_headers(req.headers()),
+        relayed: false,
     };
     // permessage-deflate unless turned off; an offer we cannot take is
     // simply not accepted (RFC 7692 §5).
@@ -173,7 +236,6 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         None
     };
     let on_upgrade = hyper::upgrade::on(req);
-    shared.connection_opened();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -220,8 +282,14 @@ fn owned_uri(uri: &hyper::Uri) -> hyper::Uri {
 
 /// Maps a URL path to a file under `root`, refusing anything that would
 /// leave it (`..`, absolute parts, encoded separators).
+#[cfg(test)]
 fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let decoded = percent_decode(url_path)?;
+    resolve_decoded(root, &percent_decode(url_path)?)
+}
+
+/// [`resolve`] for a path already percent-decoded (decoding twice would
+/// turn `%252e` into `.`).
+fn resolve_decoded(root: &Path, decoded: &str) -> Option<PathBuf> {
     let mut path = root.to_path_buf();
     for part in Path::new(decoded.trim_start_matches('/')).components() {
         match part {
@@ -272,11 +340,16 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-async fn static_file(root: &Path, method: Method, url_path: String) -> HttpResponse {
+async fn static_file(
+    root: &Path,
+    method: Method,
+    decoded_path: &str,
+    follow_symlinks: bool,
+) -> HttpResponse {
     if method != Method::GET && method != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
-    let Some(mut path) = resolve(root, &url_path) else {
+    let Some(mut path) = resolve_decoded(root, decoded_path) else {
         return plain(StatusCode::BAD_REQUEST, "bad path\n");
     };
     if tokio::fs::metadata(&path)
@@ -288,14 +361,16 @@ async fn static_file(root: &Path, method: Method, url_path: String) -> HttpRespo
     }
     // `resolve` keeps the path lexically under the root; a symbolic link
     // inside it could still point anywhere, so the real path must stay
-    // under the real root too (as aiohttp's static route insists).
-    let inside = match (
-        tokio::fs::canonicalize(root).await,
-        tokio::fs::canonicalize(&path).await,
-    ) {
-        (Ok(real_root), Ok(real)) => real.starts_with(&real_root),
-        _ => false,
-    };
+    // under the real root too (as aiohttp's static route insists), unless
+    // following links was asked for (WSLINK_FOLLOW_SYMLINKS).
+    let inside = follow_symlinks
+        || match (
+            tokio::fs::canonicalize(root).await,
+            tokio::fs::canonicalize(&path).await,
+        ) {
+            (Ok(real_root), Ok(real)) => real.starts_with(&real_root),
+            _ => false,
+        };
     if !inside {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }

@@ -42,6 +42,7 @@
 mod config;
 mod connection;
 mod context;
+mod env;
 mod handler;
 mod http;
 mod listeners;
@@ -49,18 +50,28 @@ mod metrics;
 mod outbound;
 mod policy;
 mod publisher;
+mod reverse;
 mod server;
 mod transport;
 
+#[cfg(feature = "broker")]
+pub mod broker;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+#[cfg(feature = "tls")]
+pub use transport::tls;
+
 pub use config::{Limits, ServerConfig};
 pub use context::{CallContext, ConnectionInfo};
+pub use env::EnvError;
 pub use handler::{HandlerError, LinkProtocol, Methods};
 pub use http::HttpResponse;
+/// Header types of [`ServerBuilder::http_headers`] (the `http` crate's, through hyper).
+pub use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 pub use metrics::MetricsSnapshot;
 pub use policy::{AllowedOrigins, AuthThrottle, OriginError};
 pub use publisher::{PublishError, Publisher, TopicPolicy};
+pub use reverse::{ReverseConnection, ReverseError};
 pub use server::{Listener, Server, ServerBuilder, ServerError, Validator};
 pub use wslink_core::{self as core, Generation, Map, SharedBytes, Value};

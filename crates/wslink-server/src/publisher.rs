@@ -106,6 +106,7 @@ struct Prepared {
     deliveries: Vec<(Arc<ClientSlot>, Arc<[OutFrame]>)>,
 }
 
+#[derive(Clone, Copy)]
 enum Audience<'a> {
     All,
     One(&'a str),
@@ -166,6 +167,8 @@ impl Publisher {
         message: &T,
     ) -> Result<usize, PublishError> {
         let prepared = self.prepare(topic, message, Audience::All, None)?;
+        #[cfg(feature = "broker")]
+        self.share(topic, message, Audience::All, None, prepared.policy);
         let stall = self.shared.config.limits.publish_wait;
         let mut sent = 0;
         for (client, frames) in &prepared.deliveries {
@@ -360,6 +363,85 @@ impl Publisher {
         latest_slot: Option<&str>,
     ) -> Result<usize, PublishError> {
         let prepared = self.prepare(topic, message, audience, latest_slot)?;
+        #[cfg(feature = "broker")]
+        self.share(topic, message, audience, latest_slot, prepared.policy);
+        let mut sent = 0;
+        for (client, frames) in &prepared.deliveries {
+            sent += usize::from(self.push(client, frames, &prepared));
+        }
+        inc(&self.shared.metrics.publishes);
+        Ok(sent)
+    }
+
+    /// Sends a publish to the other processes on the broker, if there is one:
+    /// encoded once here, whatever their number. Targeted publishes go
+    /// only for the clients that are not of this process.
+    #[cfg(feature = "broker")]
+    fn share<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+        audience: Audience<'_>,
+        latest_slot: Option<&str>,
+        policy: TopicPolicy,
+    ) {
+        let Some(link) = &self.shared.broker else {
+            return;
+        };
+        let elsewhere = |ids: &[&str]| -> Vec<String> {
+            let clients = self
+                .shared
+                .clients
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            ids.iter()
+                .filter(|id| !clients.contains_key(**id))
+                .map(|id| (*id).to_owned())
+                .collect()
+        };
+        let remote: Option<Vec<String>> = match audience {
+            // The last active client is one of ours: everyone elsewhere follows.
+            Audience::All | Audience::AllButLastActive => None,
+            Audience::One(id) => Some(elsewhere(&[id])),
+            Audience::Some(ids) => Some(elsewhere(ids)),
+        };
+        if remote.as_ref().is_some_and(Vec::is_empty) {
+            return;
+        }
+        let ids: Option<Vec<&str>> = remote
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect());
+        let keep_latest = policy == TopicPolicy::KeepLatest;
+        match crate::broker::topics::encode(message, keep_latest, latest_slot, ids.as_deref()) {
+            Ok(payload) => link.send(link.config().topic_subject(topic), payload),
+            Err(e) => {
+                link.count_dropped();
+                tracing::warn!(%topic, error = %e, "publish not shared on the broker");
+            }
+        }
+    }
+
+    /// Delivers a publish that came from another process through the
+    /// broker, to this process's clients only.
+    #[cfg(feature = "broker")]
+    pub(crate) fn deliver_remote(
+        &self,
+        topic: &str,
+        envelope: &crate::broker::topics::Envelope,
+    ) -> Result<usize, PublishError> {
+        let ids: Option<Vec<&str>> = envelope
+            .audience
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect());
+        let audience = match &ids {
+            Some(ids) => Audience::Some(ids),
+            None => Audience::All,
+        };
+        let mut prepared =
+            self.prepare(topic, &envelope.message, audience, envelope.slot.as_deref())?;
+        if envelope.keep_latest {
+            prepared.policy = TopicPolicy::KeepLatest;
+        }
         let mut sent = 0;
         for (client, frames) in &prepared.deliveries {
             sent += usize::from(self.push(client, frames, &prepared));

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use hyper::http::HeaderMap;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -134,6 +135,9 @@ impl ClientSlot {
     pub fn set_authenticated(&self) {
         self.authenticated.store(true, Ordering::Release);
     }
+    pub fn clear_authenticated(&self) {
+        self.authenticated.store(false, Ordering::Release);
+    }
 }
 
 pub(crate) struct Shared {
@@ -157,9 +161,27 @@ pub(crate) struct Shared {
     pub throttle: Throttle,
     /// Who listens to which topic.
     pub listeners: Listeners,
+    /// TLS on the listening port (wss:// and https://), if configured.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::transport::tls::TlsConfig>,
+    /// The link to other processes, when scaled out (see `broker`).
+    #[cfg(feature = "broker")]
+    pub broker: Option<crate::broker::Link>,
 }
 
 impl Shared {
+    /// A handler for a method no handler of this process serves: the
+    /// broker's call forwarding, when there is a broker.
+    pub fn remote_method(&self, method: &str) -> Option<crate::handler::ErasedHandler> {
+        #[cfg(feature = "broker")]
+        if let Some(link) = &self.broker {
+            if crate::broker::valid_subject_token(method) {
+                return Some(link.remote_handler().clone());
+            }
+        }
+        let _ = method;
+        None
+    }
     pub fn last_active(&self) -> Option<Arc<str>> {
         self.last_active
             .lock()
@@ -181,9 +203,19 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .remove(client_id);
     }
-    pub fn connection_opened(&self) {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        self.open_changed.notify_waiters();
+    /// Counts a new connection unless `max` are open: one atomic step, so
+    /// upgrades arriving together cannot all pass a check made apart.
+    pub fn try_open_connection(&self, max: usize) -> bool {
+        let opened = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if opened {
+            self.open_changed.notify_waiters();
+        }
+        opened
     }
     pub fn connection_closed(&self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
@@ -238,12 +270,16 @@ pub struct Server {
 /// assert_eq!(server.method_names(), ["echo"]);
 /// ```
 pub struct ServerBuilder {
-    config: ServerConfig,
+    pub(crate) config: ServerConfig,
     methods: Methods,
     validator: Option<Validator>,
     on_connect: Vec<ConnectHook>,
     on_close: Vec<CloseHook>,
     policies: HashMap<String, TopicPolicy>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::transport::tls::TlsConfig>,
+    #[cfg(feature = "broker")]
+    broker: Option<crate::broker::Link>,
 }
 
 impl ServerBuilder {
@@ -467,25 +503,6 @@ impl ServerBuilder {
         self
     }
 
-    /// Accepts permessage-deflate (RFC 7692) when a client offers it (the
-    /// default, as Python's server); `false` is `--no-ws-compress`.
-    ///
-    /// With it, large JSON and msgpack messages are sent compressed, and
-    /// images (JPEG, PNG) and other payloads that do not shrink are sent as
-    /// they are; compressed messages from clients are inflated up to the
-    /// message limit in force. Contexts are not kept between messages, so an
-    /// idle connection costs no more with compression than without.
-    ///
-    /// ```
-    /// let server = wslink_server::Server::builder().compression(false).build();
-    /// assert!(!server.config().compression);
-    /// assert!(wslink_server::ServerConfig::default().compression);
-    /// ```
-    pub fn compression(mut self, enabled: bool) -> Self {
-        self.config.compression = enabled;
-        self
-    }
-
     /// Serves the files of `dir` over HTTP on the same port (`--content`).
     ///
     /// Paths are resolved under `dir` only: `..`, encoded separators and
@@ -516,6 +533,157 @@ impl ServerBuilder {
         }
         self.config.ws_endpoint = path;
         self
+    }
+
+    /// Serves HTTP only, with no WebSocket endpoint, when `false`
+    /// (`--no-ws-endpoint`); `true` by default.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder()
+    ///     .content("./www")
+    ///     .websocket(false)
+    ///     .build();
+    /// assert!(!server.config().websocket);
+    /// ```
+    pub fn websocket(mut self, enabled: bool) -> Self {
+        self.config.websocket = enabled;
+        self
+    }
+
+    /// Whether permessage-deflate (RFC 7692) is negotiated with clients that
+    /// offer it; `true` by default, as Kitware's server. `false` is
+    /// `--no-ws-compress` / `WSLINK_WS_COMPRESS=0`, to save the CPU.
+    ///
+    /// With it, large JSON and msgpack messages are sent compressed, and
+    /// images (JPEG, PNG) and other payloads that do not shrink are sent as
+    /// they are; compressed messages from clients are inflated up to the
+    /// message limit in force. Contexts are not kept between messages, so an
+    /// idle connection costs no more with compression than without.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().compression(false).build();
+    /// assert!(!server.config().compression);
+    /// ```
+    pub fn compression(mut self, enabled: bool) -> Self {
+        self.config.compression = enabled;
+        self
+    }
+
+    /// Serves the files of `dir` under the URL prefix `prefix`
+    /// (`--fs-endpoints name=dir`); may be called for several prefixes.
+    ///
+    /// A missing leading `/` is added and trailing ones are dropped, as
+    /// wslink's Python server does. A request goes to the endpoint with the
+    /// longest prefix that matches whole path segments, else to
+    /// [`content`](Self::content); the WebSocket endpoint takes its own
+    /// path before either. The same path checks apply as for `content`.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder()
+    ///     .content("./www")
+    ///     .fs_endpoint("data", "/srv/data")       // /data/a.vtp is /srv/data/a.vtp
+    ///     .fs_endpoint("/data/big/", "/mnt/big")  // except under /data/big
+    ///     .build();
+    /// let prefixes: Vec<&str> =
+    ///     server.config().fs_endpoints.iter().map(|(p, _)| p.as_str()).collect();
+    /// assert_eq!(prefixes, ["/data", "/data/big"]);
+    /// ```
+    pub fn fs_endpoint(mut self, prefix: &str, dir: impl Into<PathBuf>) -> Self {
+        let prefix = format!("/{}", prefix.trim_matches('/'));
+        let dir = dir.into();
+        match self
+            .config
+            .fs_endpoints
+            .iter_mut()
+            .find(|(p, _)| *p == prefix)
+        {
+            // A name given twice keeps the last directory, as Python's dict.
+            Some(entry) => entry.1 = dir,
+            None => self.config.fs_endpoints.push((prefix, dir)),
+        }
+        self
+    }
+
+    /// Serves static files that are symbolic links to outside their
+    /// directory (`WSLINK_FOLLOW_SYMLINKS=1`); `false` by default, when a
+    /// link is served only if it leads to a file inside the directory.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().follow_symlinks(true).build();
+    /// assert!(server.config().follow_symlinks);
+    /// ```
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.config.follow_symlinks = follow;
+        self
+    }
+
+    /// Adds these headers to every HTTP response but the WebSocket upgrade,
+    /// where the response does not already set them (`WSLINK_HTTP_HEADERS`).
+    /// The usual use: the cross-origin isolation a page needs for
+    /// `SharedArrayBuffer`.
+    ///
+    /// ```
+    /// use wslink_server::{HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    /// headers.insert("cross-origin-embedder-policy", HeaderValue::from_static("require-corp"));
+    /// let server = wslink_server::Server::builder().http_headers(headers).build();
+    /// assert_eq!(server.config().http_headers.len(), 2);
+    /// ```
+    pub fn http_headers(mut self, headers: HeaderMap) -> Self {
+        self.config.http_headers = headers;
+        self
+    }
+
+    /// Applies Kitware's `WSLINK_*` environment variables, as its Python
+    /// server reads them: `WSLINK_MAX_MSG_SIZE` ([`Limits::max_frame_size`]),
+    /// `WSLINK_MSG_OVERHEAD` ([`Limits::frame_overhead`]),
+    /// `WSLINK_AUTH_MSG_SIZE` ([`Limits::pre_auth_max_message_size`]),
+    /// `WSLINK_HEART_BEAT` ([`keepalive`](Self::keepalive) in seconds, below
+    /// 1 off), `WSLINK_WS_COMPRESS` ([`compression`](Self::compression)),
+    /// `WSLINK_FOLLOW_SYMLINKS` ([`follow_symlinks`](Self::follow_symlinks))
+    /// and `WSLINK_HTTP_HEADERS` (a JSON file of [`http_headers`](Self::http_headers)).
+    ///
+    /// Unset variables leave the builder's values; settings made after this
+    /// call win. A value that is not what its variable takes (not an
+    /// integer, out of range, an unreadable headers file) is an error naming
+    /// the variable.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wslink_server::EnvError> {
+    /// let server = wslink_server::Server::builder().apply_env()?.build();
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn apply_env(self) -> Result<Self, crate::EnvError> {
+        self.apply_env_from(|name| std::env::var_os(name))
+    }
+
+    /// [`apply_env`](Self::apply_env) with the variables looked up by
+    /// `lookup` instead of in the process environment (tests, a config
+    /// file of `KEY=VALUE` lines).
+    ///
+    /// ```
+    /// use std::ffi::OsString;
+    ///
+    /// let server = wslink_server::Server::builder()
+    ///     .apply_env_from(|name| (name == "WSLINK_MAX_MSG_SIZE").then(|| OsString::from("65536")))
+    ///     .unwrap()
+    ///     .build();
+    /// assert_eq!(server.config().limits.max_frame_size, 65536);
+    ///
+    /// let bad = wslink_server::Server::builder()
+    ///     .apply_env_from(|name| (name == "WSLINK_HEART_BEAT").then(|| OsString::from("30s")));
+    /// assert!(bad.err().unwrap().to_string().starts_with("WSLINK_HEART_BEAT="));
+    /// ```
+    pub fn apply_env_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, crate::EnvError> {
+        crate::env::apply(&mut self.config, &lookup)?;
+        Ok(self)
     }
 
     /// Stops the server after this long without clients (`--timeout`).
@@ -606,6 +774,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS only on the listening port: wss:// for the WebSocket and
+    /// https:// for static content, as Kitware's server with `--ssl`.
+    /// Needs the `tls` cargo feature.
+    ///
+    /// The handshake happens in each connection's task, bounded by
+    /// [`TlsConfig::with_handshake_timeout`](crate::tls::TlsConfig::with_handshake_timeout);
+    /// a client that does not speak TLS is disconnected without disturbing
+    /// the others.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wslink_server::{tls::TlsConfig, Server};
+    ///
+    /// let tls = TlsConfig::self_signed(["localhost", "127.0.0.1"])?;
+    /// let server = Server::builder().tls(tls).build();
+    /// assert!(server.is_tls());
+    /// let listener = server.bind("127.0.0.1:0").await?;
+    /// println!("wss://{}/ws", listener.local_addr());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::transport::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Replaces the whole configuration.
     ///
     /// Settings made before this call are overwritten; later ones apply on
@@ -649,7 +844,7 @@ impl ServerBuilder {
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(false);
         let limits_throttle = self.config.limits.auth_throttle;
-        Server {
+        let server = Server {
             shared: Arc::new(Shared {
                 config: self.config,
                 methods: self.methods,
@@ -667,8 +862,48 @@ impl ServerBuilder {
                 open_changed: Notify::new(),
                 throttle: Throttle::new(limits_throttle),
                 listeners: Listeners::default(),
+                #[cfg(feature = "tls")]
+                tls: self.tls,
+                #[cfg(feature = "broker")]
+                broker: self.broker,
             }),
+        };
+        // Outside a runtime the broker link starts with `bind()` instead.
+        #[cfg(feature = "broker")]
+        if tokio::runtime::Handle::try_current().is_ok() {
+            server.start_broker();
         }
+        server
+    }
+
+    /// Scales out through a broker: publishes are shared with every server
+    /// process on it, and calls for methods this one does not serve go to
+    /// [`Worker`](crate::broker::Worker)s (see [`broker`](crate::broker)).
+    /// The link starts with [`build`](Self::build) inside a runtime, or
+    /// else with [`Server::bind`].
+    ///
+    /// ```no_run
+    /// use wslink_server::broker::BrokerConfig;
+    /// use wslink_server::Server;
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let server = Server::builder()
+    ///     .broker(BrokerConfig::nats("nats://127.0.0.1:4222").prefix("demo"))
+    ///     .build();
+    /// server.broker_ready().await;
+    /// # }
+    /// ```
+    #[cfg(feature = "broker")]
+    pub fn broker(mut self, config: crate::broker::BrokerConfig) -> Self {
+        self.broker = Some(crate::broker::Link::new(config, true));
+        self
+    }
+
+    /// A worker's link: it publishes, and takes no topic from the broker.
+    #[cfg(feature = "broker")]
+    pub(crate) fn worker_link(mut self, config: crate::broker::BrokerConfig) -> Self {
+        self.broker = Some(crate::broker::Link::new(config, false));
+        self
     }
 }
 
@@ -687,7 +922,62 @@ impl Server {
             on_connect: Vec::new(),
             on_close: Vec::new(),
             policies: HashMap::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "broker")]
+            broker: None,
         }
+    }
+
+    /// Whether the server speaks TLS (`ServerBuilder::tls`, feature `tls`): its URLs are
+    /// then wss:// and https://.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// assert!(!server.is_tls());
+    /// ```
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.shared.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    #[cfg(feature = "broker")]
+    fn start_broker(&self) {
+        if let Some(link) = &self.shared.broker {
+            link.start(Arc::downgrade(&self.shared));
+        }
+    }
+
+    /// Resolves once the broker link is connected and subscribed: from then
+    /// on publishes of other processes reach this one's clients. At once if
+    /// there is no broker. Waits for as long as the broker is unreachable.
+    ///
+    /// ```no_run
+    /// # use wslink_server::{broker::BrokerConfig, Server};
+    /// # #[tokio::main] async fn main() {
+    /// let server = Server::builder().broker(BrokerConfig::nats("nats://127.0.0.1:4222")).build();
+    /// server.broker_ready().await;
+    /// # }
+    /// ```
+    #[cfg(feature = "broker")]
+    pub async fn broker_ready(&self) {
+        if let Some(link) = &self.shared.broker {
+            self.start_broker();
+            link.ready().await;
+        }
+    }
+
+    /// What the broker link has done, if there is one.
+    ///
+    /// ```
+    /// let server = wslink_server::Server::builder().build();
+    /// assert!(server.broker_stats().is_none());
+    /// ```
+    #[cfg(feature = "broker")]
+    pub fn broker_stats(&self) -> Option<crate::broker::BrokerStats> {
+        self.shared.broker.as_ref().map(|link| link.stats())
     }
 
     /// A publisher for this server.
@@ -861,6 +1151,8 @@ impl Server {
         if let Ok(local) = listener.local_addr() {
             self.check_public_secret(local)?;
         }
+        #[cfg(feature = "broker")]
+        self.start_broker();
         Ok(Listener {
             listener,
             server: self.clone(),
@@ -1003,16 +1295,17 @@ impl Listener {
                     let _ = stream.set_nodelay(true);
                     let server = self.server.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| {
-                            let server = server.clone();
-                            async move { Ok::<_, std::convert::Infallible>(crate::http::handle(&server, req, Some(peer)).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades();
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+                        #[cfg(feature = "tls")]
+                        if let Some(tls) = server.shared.tls.clone() {
+                            // In this task, so a slow or silent client
+                            // never holds up the accept loop.
+                            match tls.accept(stream).await {
+                                Ok(stream) => serve_http(server, stream, peer).await,
+                                Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            }
+                            return;
                         }
+                        serve_http(server, stream, peer).await;
                     });
                 }
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
@@ -1032,6 +1325,26 @@ impl Listener {
         .await;
         tracing::info!("wslink server stopped");
         Ok(())
+    }
+}
+
+/// Serves HTTP/1.1 (static files and WebSocket upgrades) on one
+/// connection, plain or TLS.
+async fn serve_http<IO>(server: Server, io: IO, peer: SocketAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let server = server.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(crate::http::handle(&server, req, Some(peer)).await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
     }
 }
 

@@ -190,7 +190,10 @@ async fn static_files_share_the_port_and_stay_inside_their_directory() {
         .trim_end_matches("/ws")
         .to_string();
 
-    let (status, body) = http_get(&addr, "/").await;
+    // `/` redirects to index.html, as wslink's aiohttp server does.
+    let (status, _) = http_get(&addr, "/").await;
+    assert!(status.contains(" 302"), "{status}");
+    let (status, body) = http_get(&addr, "/index.html").await;
     assert!(status.contains(" 200"), "{status}");
     assert_eq!(body, b"<h1>home</h1>");
     let (status, body) = http_get(&addr, "/sub/app.js").await;

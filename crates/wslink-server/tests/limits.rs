@@ -250,7 +250,8 @@ async fn max_frame_size() {
     let mut peer = Peer::connect(&url, Generation::V2).await;
     let hello = result(peer.hello(SECRET).await);
     assert_eq!(hello.get("maxMsgSize").and_then(Value::as_u64), Some(8192));
-    // Frames of maxMsgSize + 4 KiB are accepted (as wslink's aiohttp does).
+    // Frames of maxMsgSize + 4 KiB (`frame_overhead`) are accepted, as
+    // wslink's aiohttp does (aiohttp 3.14 stops one byte short of it).
     let limit = 8192 + 4096;
     let body = Bytes::from(echo_msgpack("rpc:c0:1", 3 * (limit - HEADER_LEN), true));
     for f in chunk(body, 21, limit).unwrap() {
@@ -266,6 +267,39 @@ async fn max_frame_size() {
         &mut peer,
         1009,
         "over maxMsgSize; chunk messages to 8192 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn frame_overhead() {
+    // WSLINK_MSG_OVERHEAD: the slack over maxMsgSize, which it does not change.
+    let limits = Limits {
+        max_frame_size: 1000,
+        frame_overhead: 100,
+        ..Limits::default()
+    };
+    let url = serve(limits).await;
+    let mut peer = Peer::connect(&url, Generation::V2).await;
+    let hello = result(peer.hello(SECRET).await);
+    assert_eq!(hello.get("maxMsgSize").and_then(Value::as_u64), Some(1000));
+    let limit = 1100;
+    let body = Bytes::from(echo_msgpack("rpc:c0:1", 2 * (limit - HEADER_LEN), true));
+    for f in chunk(body, 31, limit).unwrap() {
+        assert_eq!(f.len(), limit);
+        send_binary(&mut peer, f).await;
+    }
+    assert_eq!(reply_id(&mut peer).await, "rpc:c0:1");
+    let body = Bytes::from(echo_msgpack("rpc:c0:2", 3 * limit, true));
+    send_binary(
+        &mut peer,
+        chunk(body, 32, limit + 1).unwrap().next().unwrap(),
+    )
+    .await;
+    closed_with(
+        &mut peer,
+        1009,
+        "over maxMsgSize; chunk messages to 1000 bytes",
     )
     .await;
 }
@@ -516,6 +550,21 @@ async fn max_pre_auth_messages() {
         peer.send(&m).await;
     }
     closed_with(&mut peer, 1008, "too many messages before wslink.hello").await;
+    // So do system requests other than hello: declarations, unknown methods.
+    let mut peer = Peer::connect(&url, Generation::V2).await;
+    for method in ["wslink.subscribe", "wslink.nonsense", "wslink.unsubscribe"] {
+        let mut req = peer.request(method, vec![Value::from("news")]);
+        if let Message::Request(r) = &mut req {
+            r.id = r.id.replacen("rpc:", "system:", 1);
+        }
+        peer.send(&req).await;
+        let m = peer.recv().await.unwrap();
+        assert!(
+            error_code(&m) != 0,
+            "{method} before hello must be refused: {m:?}"
+        );
+    }
+    closed_with(&mut peer, 1008, "too many messages before wslink.hello").await;
 }
 
 #[tokio::test]
@@ -622,6 +671,31 @@ async fn max_connections() {
         assert!(Instant::now() < deadline, "the slot never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Upgrades racing on several threads: the limit is one atomic step, so no
+/// more than `max_connections` get through however they interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_connections_holds_under_concurrent_upgrades() {
+    let url = serve(Limits {
+        max_connections: 4,
+        ..Limits::default()
+    })
+    .await;
+    let attempts: Vec<_> = (0..48)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { tokio_tungstenite::connect_async(url.as_str()).await })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok((ws, _)) => open.push(ws),
+            Err(e) => assert!(e.to_string().contains("503"), "{e}"),
+        }
+    }
+    assert_eq!(open.len(), 4, "exactly the limit gets through");
 }
 
 #[tokio::test]

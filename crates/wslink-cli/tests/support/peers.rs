@@ -66,6 +66,12 @@ pub fn server(generation: Generation) -> &'static PyServer {
 }
 
 fn start(generation: Generation) -> PyServer {
+    start_with(generation, &[], "ws")
+}
+
+/// A server of its own with extra command-line arguments (e.g. `--ssl
+/// CERT,KEY` with `scheme` "wss"); stopped when the value is dropped.
+pub fn start_with(generation: Generation, extra: &[&str], scheme: &str) -> PyServer {
     let python = python(generation);
     let script = root().join("tests/peers/python/conformance_server.py");
     assert!(script.exists(), "{} is missing", script.display());
@@ -86,7 +92,8 @@ fn start(generation: Generation) -> PyServer {
         .arg(&python)
         .arg(&script)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--authKey", SECRET, "--timeout", "0"]);
+        .args(["--authKey", SECRET, "--timeout", "0"])
+        .args(extra);
     if generation == Generation::V1 {
         // wslink 1.x hands this to aiohttp as its largest accepted frame;
         // 1.x does not chunk, so 6 MiB attachments need more than the
@@ -121,7 +128,7 @@ fn start(generation: Generation) -> PyServer {
     }
     let _ = std::io::stderr().flush();
     PyServer {
-        url: format!("ws://127.0.0.1:{port}/ws"),
+        url: format!("{scheme}://127.0.0.1:{port}/ws"),
         generation,
         _child: child,
         _stdin: stdin,

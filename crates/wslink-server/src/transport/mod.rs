@@ -9,9 +9,12 @@
 //!   the reader's control replies ([`ControlPipe`]).
 //! - `deflate.rs`: permessage-deflate (RFC 7692): the offer, bounded
 //!   inflating, and which outgoing messages are worth compressing.
+//! - `tls.rs` (feature `tls`): TLS termination under the WebSocket.
 
 pub(crate) mod deflate;
 pub(crate) mod reader;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub(crate) mod writer;
 
 use std::sync::Arc;

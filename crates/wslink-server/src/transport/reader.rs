@@ -78,11 +78,19 @@ impl FrameLimits {
         }
     }
 
+    /// Back to the limits before a hello (a relayed connection whose
+    /// browser left, see reverse.rs).
+    pub fn back_to_pre_auth(&self, limits: &Limits) {
+        let n = limits.pre_auth_max_message_size.saturating_add(HEADER_LEN);
+        self.text.store(n, Ordering::Release);
+        self.binary.store(n, Ordering::Release);
+    }
+
     /// After a successful hello.
     pub fn authenticated(&self, generation: Generation, limits: &Limits) {
         let (text, binary) = match generation {
             // 2.x sends no text frames; the connection closes with 1003 on one.
-            Generation::V2 => (0, limits.max_frame_size.saturating_add(4096)),
+            Generation::V2 => (0, limits.v2_frame_limit()),
             Generation::V1 => (limits.max_text_size, limits.max_message_size),
         };
         self.text.store(text, Ordering::Release);
@@ -104,8 +112,11 @@ pub(crate) enum Incoming {
     Text(String),
     /// A complete binary message.
     Binary(Bytes),
-    /// A ping (already answered) or a pong: a sign of life, nothing more.
-    Control,
+    /// A ping (already answered), with its payload: a sign of life, and
+    /// on a relayed connection a word from the relay (reverse.rs).
+    Ping(Vec<u8>),
+    /// A pong: a sign of life.
+    Pong,
     /// The peer's close frame (already answered): nothing more will come.
     Close,
 }
@@ -406,9 +417,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         match frame.opcode {
             0x9 => {
                 self.control.push(&control_frame(0xA, &frame.control));
-                Ok(Some(Incoming::Control))
+                Ok(Some(Incoming::Ping(frame.control)))
             }
-            0xA => Ok(Some(Incoming::Control)),
+            0xA => Ok(Some(Incoming::Pong)),
             0x8 => {
                 let reply = check_close(&frame.control)?;
                 self.control.push(&control_frame(0x8, reply));
@@ -640,8 +651,8 @@ mod tests {
         input.extend(frame(0x88, &[0x03, 0xe8]));
         let want = vec![
             Incoming::Binary(Bytes::from_static(b"one")),
-            Incoming::Control,
-            Incoming::Control,
+            Incoming::Ping(b"p1".to_vec()),
+            Incoming::Pong,
             Incoming::Text("héllo wörld".into()),
             Incoming::Binary(Bytes::from(big.clone())),
             Incoming::Binary(Bytes::new()),
@@ -894,7 +905,7 @@ mod tests {
                     input.extend(frame(b0, chunk));
                     if !last && rng.below(2) == 0 {
                         input.extend(frame(0x89, b"between"));
-                        want.push(Incoming::Control);
+                        want.push(Incoming::Ping(b"between".to_vec()));
                     }
                 }
                 want.push(if text {

@@ -1,0 +1,129 @@
+//! `--mode forward` (Kitware's default): the relay itself connects to
+//! `ws://{host}:{port}/{path}` (from the route's placeholders; localhost,
+//! 1234 and `ws` when the route has none) and carries the browser's
+//! messages there and back. One browser per target at a time, as Kitware's
+//! (which answers a second one 403; so do we, before the upgrade).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::side::{next_data, Read, Rx, SendFailed, Side};
+use crate::Settings;
+
+/// Close code when the target cannot be reached.
+pub const UNREACHABLE: u16 = 4502;
+
+/// The targets with a browser connected.
+#[derive(Default)]
+pub(crate) struct Targets {
+    busy: Mutex<HashSet<String>>,
+}
+
+/// A target held while its browser is connected.
+pub(crate) struct Claim {
+    targets: Arc<Targets>,
+    url: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.targets
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.url);
+    }
+}
+
+impl Targets {
+    /// Holds `url` for one browser; `None` if another has it.
+    pub(crate) fn claim(self: &Arc<Self>, url: &str) -> Option<Claim> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.insert(url.to_owned()).then(|| Claim {
+            targets: self.clone(),
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// The target URL for a route's placeholders.
+pub(crate) fn target_url(vars: &std::collections::HashMap<String, String>) -> Option<String> {
+    let host = vars.get("host").map_or("localhost", |s| s.as_str());
+    let port: u16 = vars.get("port").map_or(Some(1234), |p| p.parse().ok())?;
+    let path = vars.get("path").map_or("ws", |s| s.as_str());
+    Some(format!(
+        "ws://{host}:{port}/{}",
+        path.trim_start_matches('/')
+    ))
+}
+
+/// Connects to the target and carries messages both ways until either side
+/// leaves; then both are closed.
+pub(crate) async fn serve(
+    settings: Arc<Settings>,
+    url: String,
+    claim: Claim,
+    browser: Arc<Side>,
+    mut browser_rx: Rx,
+    ws_config: WebSocketConfig,
+) {
+    let connected = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false),
+    )
+    .await;
+    let target = match connected {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => {
+            tracing::info!(%url, error = %e, "target unreachable");
+            browser
+                .close(UNREACHABLE, &format!("relay: cannot reach {url}"))
+                .await;
+            return;
+        }
+        Err(_) => {
+            browser
+                .close(UNREACHABLE, &format!("relay: {url} did not answer"))
+                .await;
+            return;
+        }
+    };
+    let (target, mut target_rx) = Side::new(target, format!("target {url}"));
+    tracing::info!(%url, "forwarding");
+    let there = pump(&settings, &browser, &mut browser_rx, &target);
+    let back = pump(&settings, &target, &mut target_rx, &browser);
+    tokio::select! {
+        end = there => close_both(&browser, &target, end).await,
+        end = back => close_both(&target, &browser, end).await,
+    }
+    drop(claim);
+    tracing::info!(%url, "forward ended");
+}
+
+async fn close_both(from: &Side, to: &Side, end: Option<(u16, String)>) {
+    let (code, reason) = end.unwrap_or((1000, String::new()));
+    from.close(code, &reason).await;
+    to.close(1001, "relay: the other side left").await;
+}
+
+/// Carries `from`'s messages to `to`; returns the close for `from`.
+async fn pump(settings: &Settings, from: &Side, rx: &mut Rx, to: &Side) -> Option<(u16, String)> {
+    loop {
+        let msg = match next_data(from, rx, settings.heartbeat, settings.stall).await {
+            Read::Data(msg) => msg,
+            Read::End(refusal) => return refusal,
+        };
+        match to.send(msg, settings.stall).await {
+            Ok(()) => {}
+            Err(SendFailed::Stalled) => {
+                to.close(crate::pairing::STALLED, "relay: stopped reading")
+                    .await;
+                return Some((1001, "relay: the other side stopped reading".into()));
+            }
+            Err(SendFailed::Gone) => return Some((1001, "relay: the other side left".into())),
+        }
+    }
+}
