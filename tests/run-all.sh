@@ -38,6 +38,7 @@ stage "adversarial suite (hostile input, faults, load against a live server)" ba
 stage "js-client: build, typecheck, lint, unit tests" bash -c "$(declare -f js_client); js_client"
 stage "golden vectors: official decoders read our bytes" bash tests/golden/check/ours.sh
 stage "conformance matrix (official peers, both generations)" node tests/conformance/run.mjs
+stage "permessage-deflate with Node's WebSocket (npm wslink 2.5.0 and 1.12.4)" bash tests/compression/run.sh
 stage "declared subscriptions on the wire (our clients beside npm 2.5.0 and 1.12.4)" node tests/conformance/subscriptions.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
 stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, origins, in headless chromium" bash tests/browser/run.sh

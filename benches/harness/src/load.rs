@@ -456,6 +456,83 @@ pub async fn idle_raw(url: &str, n: usize, limit: Duration) -> (Vec<RawWs>, Opti
     .await
 }
 
+/// An idle wslink connection whose upgrade offered permessage-deflate as
+/// browsers do (`permessage-deflate; client_max_window_bits`): hello done,
+/// the server's answer to the offer checked. The socket is raw (our client
+/// has no deflate); the hello reply is read as one frame, whatever its RSV1.
+pub async fn idle_deflate(
+    url: &str,
+    generation: Generation,
+    n: usize,
+    limit: Duration,
+) -> (Vec<TcpStream>, Option<String>) {
+    open_many(n, limit, |_| {
+        let url = url.to_owned();
+        async move { deflate_hello(&url, generation).await }
+    })
+    .await
+}
+
+async fn deflate_hello(url: &str, generation: Generation) -> Result<TcpStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wslink_core::codec::{v1, v2, Frame};
+    let rest = url.trim_start_matches("ws://");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut tcp = TcpStream::connect(addr).await.map_err(err)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.map_err(err)?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.map_err(err)?);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 101") {
+        return Err(format!(
+            "upgrade refused: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    if !head.contains("sec-websocket-extensions: permessage-deflate") {
+        return Err("the server did not accept permessage-deflate".into());
+    }
+    let hello =
+        wslink_core::Message::Request(wslink_core::protocol::hello_request("wslink-secret"));
+    let frames = match generation {
+        Generation::V2 => v2::encode_frames(&hello, 4 << 20).map_err(err)?,
+        Generation::V1 => v1::encode(&hello, &Default::default()).map_err(err)?,
+    };
+    for frame in frames {
+        let (opcode, payload) = match frame {
+            Frame::Text(t) => (0x81u8, t),
+            Frame::Binary(b) => (0x82u8, b),
+        };
+        // A zero mask: the payload goes as it is.
+        let mut f = vec![opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        if payload.len() > 125 {
+            return Err("hello over 125 bytes".into());
+        }
+        f.extend_from_slice(&payload);
+        tcp.write_all(&f).await.map_err(err)?;
+    }
+    // The reply: one frame, skipped.
+    let b1 = {
+        tcp.read_u8().await.map_err(err)?;
+        tcp.read_u8().await.map_err(err)?
+    };
+    let len = match b1 & 0x7f {
+        126 => u64::from(tcp.read_u16().await.map_err(err)?),
+        127 => tcp.read_u64().await.map_err(err)?,
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    tcp.read_exact(&mut payload).await.map_err(err)?;
+    Ok(tcp)
+}
+
 const PARALLEL_CONNECTS: usize = 64;
 
 async fn open_many<T, F, Fut>(n: usize, limit: Duration, open: F) -> (Vec<T>, Option<String>)

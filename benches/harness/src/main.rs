@@ -7,7 +7,7 @@
 //! ```text
 //! wslink-bench [--quick] [--runs N] [--only rpc,publish,fanout,large,idle,codec]
 //!              [--targets ours2,ours1,python,raw] [--idle 1000,10000]
-//!              [--rpc-secs S] [--markdown FILE] [--criterion DIR]
+//!              [--offer-deflate] [--rpc-secs S] [--markdown FILE] [--criterion DIR]
 //! ```
 
 mod load;
@@ -70,6 +70,8 @@ struct Opts {
     publish_mib: u64,
     large_calls: usize,
     idle: Vec<usize>,
+    /// Idle clients offer permessage-deflate in their upgrade.
+    offer_deflate: bool,
     only: Vec<String>,
     targets: Vec<Target>,
     markdown: Option<PathBuf>,
@@ -84,7 +86,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: wslink-bench [--quick] [--runs N] [--only rpc,publish,fanout,large,idle,codec]\n\
          \x20                   [--targets ours2,ours1,python,raw] [--idle 1000,10000]\n\
-         \x20                   [--rpc-secs S] [--markdown FILE] [--criterion DIR]\n\
+         \x20                   [--offer-deflate] [--rpc-secs S] [--markdown FILE] [--criterion DIR]\n\
          Paths: WSLINK_BENCH_OURS, WSLINK_BENCH_RAW, WSLINK_PY2 override where the\n\
          servers are found (default: next to this program; target/peers/py2)."
     );
@@ -107,6 +109,7 @@ fn parse_args() -> Opts {
         publish_mib: 1024,
         large_calls: 3,
         idle: vec![1000, 10_000],
+        offer_deflate: false,
         only: Vec::new(),
         targets: Target::ALL.to_vec(),
         markdown: None,
@@ -144,6 +147,7 @@ fn parse_args() -> Opts {
                     .map(|s| s.parse().unwrap_or_else(|_| usage()))
                     .collect()
             }
+            "--offer-deflate" => opts.offer_deflate = true,
             "--rpc-secs" => {
                 rpc_time = Some(Duration::from_secs_f64(
                     value().parse().unwrap_or_else(|_| usage()),
@@ -538,7 +542,12 @@ async fn large(opts: &Opts, report: &mut Report) {
 }
 
 async fn idle(opts: &Opts, report: &mut Report, n: usize) {
-    let scenario = format!("{} idle connections", report::thousands(n as f64));
+    let deflate = opts.offer_deflate;
+    let scenario = format!(
+        "{} idle connections{}",
+        report::thousands(n as f64),
+        if deflate { " (deflate offered)" } else { "" }
+    );
     let mut rows = vec![
         Row::new(
             &scenario,
@@ -564,6 +573,10 @@ async fn idle(opts: &Opts, report: &mut Report, n: usize) {
             let started = std::time::Instant::now();
             let (reached, error, holder): (usize, Option<String>, Box<dyn std::any::Any + Send>) =
                 match target.generation() {
+                    Some(g) if deflate => {
+                        let (conns, e) = load::idle_deflate(&server.url, g, n, limit).await;
+                        (conns.len(), e, Box::new(conns))
+                    }
                     Some(g) => {
                         let (clients, e) = load::idle_wslink(&server.url, g, n, limit).await;
                         (clients.len(), e, Box::new(clients))

@@ -149,14 +149,6 @@ impl Limits {
     pub(crate) fn v2_frame_limit(&self) -> usize {
         self.max_frame_size.saturating_add(self.frame_overhead)
     }
-
-    /// The largest WebSocket frame the socket layer reads at all: a 2.x
-    /// chunk, a 1.x text frame or a 1.x attachment, whichever is largest.
-    pub(crate) fn socket_frame_limit(&self) -> usize {
-        self.v2_frame_limit()
-            .max(self.max_text_size)
-            .max(self.max_message_size)
-    }
 }
 
 /// How the server runs: where, for whom, and for how long.
@@ -188,7 +180,9 @@ pub struct ServerConfig {
     /// Whether permessage-deflate (RFC 7692) is negotiated with clients
     /// that offer it (`--no-ws-compress` and `WSLINK_WS_COMPRESS=0` turn it
     /// off); on by default, as in wslink's aiohttp server. A client that
-    /// does not offer it is never sent compressed frames.
+    /// does not offer it is never sent compressed frames. Large JSON and
+    /// msgpack messages are then compressed; images and anything else that
+    /// does not shrink go out as they are.
     pub compression: bool,
     /// A directory served over HTTP on the same port (`--content`).
     pub content: Option<PathBuf>,

@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use wslink_core::codec::{v1, v2, CodecError};
 use wslink_core::envelope::{EnvelopeError, Request};
@@ -22,14 +19,16 @@ use wslink_core::protocol::{
 use wslink_core::{Generation, Message, RpcError, Value};
 
 use crate::context::{CallContext, ConnectionInfo};
-use crate::guard::{self, FrameLimits, Kind, LimitedIo, Violation};
 use crate::handler::Reply;
 use crate::metrics::{add, inc};
 use crate::outbound::{CloseRequest, Next};
 use crate::policy::Verdict;
 use crate::publisher::Publisher;
 use crate::server::{ClientSlot, Shared};
-use crate::wire::{self, FrameWriter, OutFrame, ReadSide};
+use crate::transport::{
+    self, FrameLimits, FrameReader, FrameWriter, Incoming, Kind, Negotiated, OutFrame, ReadError,
+    Violation,
+};
 
 enum Decoder {
     Undecided,
@@ -82,7 +81,7 @@ struct Conn {
 pub(crate) async fn run<S>(
     shared: Arc<Shared>,
     io: S,
-    ws_config: WebSocketConfig,
+    deflate: Option<Negotiated>,
     info: ConnectionInfo,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -103,14 +102,10 @@ pub(crate) async fn run<S>(
         }
         tracing::debug!("connected");
 
-        // Frame sizes are judged from their headers, before tungstenite
-        // buffers any of them (see guard.rs).
+        // Frame sizes are judged from their headers, before any payload is
+        // read (see transport/reader.rs); the limits rise after the hello.
         let frame_limits = Arc::new(FrameLimits::pre_auth(&limits));
-        let io = LimitedIo::new(io, frame_limits.clone());
-        // tungstenite reads; data frames are written by write_loop itself.
-        let (read_side, frame_writer) = wire::split(io);
-        let stream =
-            WebSocketStream::from_raw_socket(read_side, Role::Server, Some(ws_config)).await;
+        let (reader, frame_writer) = transport::split(io, frame_limits.clone(), deflate);
         let writer =
             tokio::spawn(write_loop(frame_writer, slot.clone(), shared.clone()).in_current_span());
         let mut conn = Conn {
@@ -134,7 +129,7 @@ pub(crate) async fn run<S>(
         if let Some(g) = shared.config.generation {
             conn.choose(g);
         }
-        let end = conn.read_loop(stream).await;
+        let end = conn.read_loop(reader).await;
 
         // From here on the client gets no publishes.
         shared.unregister(&info.client_id);
@@ -237,7 +232,7 @@ impl Conn {
         self.slot.generation().unwrap_or(Generation::V2)
     }
 
-    async fn read_loop<S>(&mut self, mut stream: WebSocketStream<ReadSide<S>>) -> End
+    async fn read_loop<S>(&mut self, mut reader: FrameReader<ReadHalf<S>>) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -255,14 +250,12 @@ impl Conn {
         let slot = self.slot.clone();
         loop {
             let result = tokio::select! {
-                frame = stream.next() => {
-                    match frame {
-                        None => return End::PeerGone,
-                        Some(Err(e)) => return match self.frame_limits.violation() {
-                            Some(v) => self.oversized(v),
-                            None => socket_error(e),
-                        },
-                        Some(Ok(msg)) => {
+                incoming = reader.next() => {
+                    match incoming {
+                        Err(ReadError::Gone) => return End::PeerGone,
+                        Err(ReadError::Oversized(v)) => return self.oversized(v),
+                        Err(ReadError::Protocol(code, reason)) => return close(code, reason),
+                        Ok(msg) => {
                             let handled = self.on_frame(msg).await;
                             // Stamped after handling, which may have waited
                             // (reply backpressure, a free call slot): that pause
@@ -298,26 +291,26 @@ impl Conn {
         }
     }
 
-    async fn on_frame(&mut self, msg: WsMessage) -> Result<(), End> {
+    async fn on_frame(&mut self, msg: Incoming) -> Result<(), End> {
         let metrics = &self.shared.metrics;
         match msg {
-            WsMessage::Binary(data) => {
+            Incoming::Binary(data) => {
                 inc(&metrics.frames_in);
                 add(&metrics.bytes_in, data.len());
                 self.on_binary(data).await
             }
-            WsMessage::Text(text) => {
+            Incoming::Text(text) => {
                 inc(&metrics.frames_in);
                 add(&metrics.bytes_in, text.len());
                 self.on_text(text).await
             }
-            WsMessage::Close(_) => Err(End::PeerGone),
-            WsMessage::Ping(p) if self.info.relayed && p[..] == *crate::reverse::CLIENT_LEFT => {
+            Incoming::Close => Err(End::PeerGone),
+            Incoming::Ping(p) if self.info.relayed && p[..] == *crate::reverse::CLIENT_LEFT => {
                 self.relay_client_left();
                 Ok(())
             }
-            // tungstenite answers pings itself; any frame counts as a sign of life.
-            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => Ok(()),
+            // The reader answered pings; any frame counts as a sign of life.
+            Incoming::Ping(_) | Incoming::Pong => Ok(()),
         }
     }
 
@@ -361,7 +354,7 @@ impl Conn {
         }
     }
 
-    async fn on_text(&mut self, text: Utf8Bytes) -> Result<(), End> {
+    async fn on_text(&mut self, text: String) -> Result<(), End> {
         if matches!(self.decoder, Decoder::Undecided) {
             self.choose(Generation::from_first_frame(false));
         }
@@ -382,13 +375,13 @@ impl Conn {
                 // serde_json stops at 127 levels by itself: refuse before it
                 // does, in our terms, and at max_depth if that is lower.
                 let depth = limits.max_depth.min(MAX_JSON_DEPTH);
-                if guard::json_too_deep(text.as_str(), depth) {
+                if json_too_deep(&text, depth) {
                     return Err(close(
                         1008,
                         format!("JSON nesting deeper than {depth} levels"),
                     ));
                 }
-                match d.push_text(text.as_str()) {
+                match d.push_text(&text) {
                     Ok(Some(message)) => self.on_message(message).await,
                     Ok(None) => Ok(()),
                     Err(CodecError::Envelope(e)) => self.on_bad_envelope(e),
@@ -746,7 +739,8 @@ impl Conn {
 const MAX_JSON_DEPTH: usize = 127;
 
 impl Conn {
-    /// The close for a frame refused from its header (see guard.rs).
+    /// The close for a message over the limit in force, refused from its
+    /// frame header (or, compressed, when inflating reached the limit).
     fn oversized(&self, v: Violation) -> End {
         let Violation { kind, len, limit } = v;
         if kind == Kind::Text && self.slot.generation() == Some(Generation::V2) {
@@ -830,14 +824,37 @@ fn codec_close(e: CodecError) -> End {
     close(code, e.to_string())
 }
 
-fn socket_error(e: tungstenite::Error) -> End {
-    use tungstenite::Error as E;
-    match e {
-        E::Capacity(c) => close(1009, c.to_string()),
-        E::Protocol(p) => close(1002, p.to_string()),
-        E::Utf8(_) => close(1007, "text frame is not valid UTF-8"),
-        _ => End::PeerGone,
+/// `true` when JSON `text` nests arrays and objects deeper than `max`
+/// (brackets inside strings do not count). Run before parsing, so that the
+/// parser never descends further than `max`.
+fn json_too_deep(text: &str, max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
+    false
 }
 
 /// Close reasons travel in a control frame: 123 bytes at most.
@@ -861,7 +878,7 @@ where
         let next = tokio::select! {
             biased;
             next = slot.outbound.next() => next,
-            // Pongs and close replies tungstenite made while reading.
+            // Pongs and close replies the reader queued.
             () = out.control_pending() => {
                 if out.flush().await.is_err() {
                     slot.outbound.mark_dead();
@@ -918,5 +935,20 @@ where
             slot.outbound.mark_dead();
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_ignores_brackets_in_strings() {
+        assert!(!json_too_deep(r#"[[["[[[[\"[[[["]]]"#, 3));
+        assert!(json_too_deep("[[[[]]]]", 3));
+        assert!(!json_too_deep("[[[]]]", 3));
+        assert!(!json_too_deep(r#"{"a":{"b":[1]}}"#, 3));
+        assert!(json_too_deep(r#"{"a":{"b":[{}]}}"#, 3));
+        assert!(!json_too_deep(r#"["\\", [[]]]"#, 3));
     }
 }

@@ -15,7 +15,7 @@ use wslink_core::params::from_args;
 use wslink_core::{Generation, Map, RpcError, Value};
 
 use crate::context::{CallContext, ConnectionInfo};
-use crate::wire::OutFrame;
+use crate::transport::OutFrame;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

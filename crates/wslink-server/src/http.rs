@@ -12,12 +12,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::http::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::ServerConfig;
 use crate::context::ConnectionInfo;
 use crate::policy::Verdict;
 use crate::server::Server;
+use crate::transport::deflate;
 
 /// The response type of [`Server::handle_request`].
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -219,25 +219,28 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     let info = ConnectionInfo {
         client_id: Arc::from(format!("c{}", uuid::Uuid::new_v4().simple())),
         peer,
-        uri: req.uri().clone(),
-        headers: req.headers().clone(),
+        uri: owned_uri(req.uri()),
+        headers: owned_headers(req.headers()),
         relayed: false,
     };
-    let frame_limit = limits.socket_frame_limit();
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(frame_limit))
-        .max_frame_size(Some(frame_limit))
-        // Small eager buffers keep idle connections cheap; they grow on
-        // demand. tungstenite only writes control frames here (data frames
-        // are written by the connection's writer, see wire.rs).
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
+    // permessage-deflate unless turned off; an offer we cannot take is
+    // simply not accepted (RFC 7692 §5).
+    let deflate = if shared.config.compression {
+        deflate::negotiate(
+            req.headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    } else {
+        None
+    };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                crate::connection::run(shared.clone(), io, ws_config, info).await;
+                crate::connection::run(shared.clone(), io, deflate, info).await;
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -251,7 +254,30 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
+    if let Some(Ok(v)) = deflate.map(|d| HeaderValue::from_str(&d.response())) {
+        h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
     r
+}
+
+/// hyper's parsed header values and URI are slices of its 8 KiB read
+/// buffer: a clone kept for the connection's life would keep that buffer
+/// too (it was most of an idle connection's memory). These copies own
+/// their few bytes.
+fn owned_headers(headers: &hyper::HeaderMap) -> hyper::HeaderMap {
+    let mut out = hyper::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            out.append(name.clone(), copy);
+        }
+    }
+    out
+}
+
+fn owned_uri(uri: &hyper::Uri) -> hyper::Uri {
+    hyper::Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
 }
 
 /// Maps a URL path to a file under `root`, refusing anything that would
@@ -376,6 +402,20 @@ async fn static_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_headers_and_uri_do_not_share_the_request_buffer() {
+        let buffer = Bytes::from_static(b"/ws?a=1 text/plain");
+        let mut headers = hyper::HeaderMap::new();
+        let value = HeaderValue::from_maybe_shared(buffer.slice(8..)).unwrap();
+        headers.insert(header::ACCEPT, value);
+        let uri = hyper::Uri::from_maybe_shared(buffer.slice(..7)).unwrap();
+        let (h, u) = (owned_headers(&headers), owned_uri(&uri));
+        assert_eq!((&h, &u), (&headers, &uri));
+        let range = buffer.as_ptr_range();
+        assert!(!range.contains(&h[header::ACCEPT].as_bytes().as_ptr()));
+        assert!(!range.contains(&u.path().as_ptr()));
+    }
 
     #[test]
     fn paths_stay_under_the_root() {

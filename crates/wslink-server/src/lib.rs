@@ -1,6 +1,7 @@
 //! # wslink-server
 //!
-//! A wslink server on tokio and tokio-tungstenite. An app written against
+//! A wslink server on tokio, with its own WebSocket frame layer (and
+//! permessage-deflate). An app written against
 //! Kitware's npm `wslink` client (2.x or 1.x) works unchanged when the
 //! Python server behind it is replaced by this one.
 //!
@@ -42,7 +43,6 @@ mod config;
 mod connection;
 mod context;
 mod env;
-mod guard;
 mod handler;
 mod http;
 mod listeners;
@@ -53,7 +53,6 @@ mod publisher;
 mod reverse;
 mod server;
 mod transport;
-mod wire;
 
 #[cfg(feature = "broker")]
 pub mod broker;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::publisher::TopicPolicy;
-use crate::wire::OutFrame;
+use crate::transport::OutFrame;
 
 /// Why a connection's writer stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,7 +344,7 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(n: usize) -> OutFrame {
-        OutFrame::Binary(Bytes::from(vec![0; n]).into())
+        OutFrame::from(wslink_core::Frame::Binary(Bytes::from(vec![0; n])))
     }
 
     fn frames(n: usize) -> Arc<[OutFrame]> {

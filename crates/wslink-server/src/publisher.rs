@@ -12,7 +12,7 @@ use wslink_core::{to_value, Generation};
 use crate::metrics::inc;
 use crate::outbound::Pushed;
 use crate::server::{ClientSlot, Shared};
-use crate::wire::OutFrame;
+use crate::transport::OutFrame;
 
 /// What a client's queue does with a topic's messages when the client reads
 /// more slowly than they are published.

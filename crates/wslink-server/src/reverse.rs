@@ -35,7 +35,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::context::ConnectionInfo;
 use crate::server::Server;
@@ -278,13 +277,6 @@ impl ReverseConnection {
             url,
         } = self;
         let shared = server.shared.clone();
-        let limits = shared.config.limits;
-        let frame_limit = limits.socket_frame_limit();
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(frame_limit))
-            .max_frame_size(Some(frame_limit))
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
         let info = ConnectionInfo {
             client_id: Arc::from(format!("c{}", uuid::Uuid::new_v4().simple())),
             // No address: browsers all come through the relay's, so the
@@ -297,7 +289,8 @@ impl ReverseConnection {
         // The relay's one connection is counted, whatever the limit: it is
         // the only way in.
         let _ = shared.try_open_connection(usize::MAX);
-        crate::connection::run(shared.clone(), ClientRole::new(tcp), ws_config, info).await;
+        // No permessage-deflate through a relay: its upgrade offers none.
+        crate::connection::run(shared.clone(), ClientRole::new(tcp), None, info).await;
         shared.connection_closed();
         tracing::info!(%url, "relay connection ended");
     }

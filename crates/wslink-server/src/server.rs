@@ -552,8 +552,13 @@ impl ServerBuilder {
 
     /// Whether permessage-deflate (RFC 7692) is negotiated with clients that
     /// offer it; `true` by default, as Kitware's server. `false` is
-    /// `--no-ws-compress` / `WSLINK_WS_COMPRESS=0`: for payloads that do not
-    /// compress (JPEG frames), or to save the CPU.
+    /// `--no-ws-compress` / `WSLINK_WS_COMPRESS=0`, to save the CPU.
+    ///
+    /// With it, large JSON and msgpack messages are sent compressed, and
+    /// images (JPEG, PNG) and other payloads that do not shrink are sent as
+    /// they are; compressed messages from clients are inflated up to the
+    /// message limit in force. Contexts are not kept between messages, so an
+    /// idle connection costs no more with compression than without.
     ///
     /// ```
     /// let server = wslink_server::Server::builder().compression(false).build();

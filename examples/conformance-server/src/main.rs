@@ -5,6 +5,7 @@
 //! ```text
 //! conformance-server --host 127.0.0.1 --port 8080 --authKey wslink-secret [--timeout 0] [--content DIR] [--ws-endpoint ws] [--legacy|--current]
 //!                    [--limit NAME=VALUE]... [--keepalive SECS] [--shutdown-grace SECS]
+//!                    [--no-ws-compress]
 //! ```
 //!
 //! `--port 0` picks a free port; the first line printed names it.
@@ -109,6 +110,7 @@ fn main() {
                 builder.keepalive((!every.is_zero()).then_some(every))
             }
             "--shutdown-grace" => builder.shutdown_grace(seconds(&flag, &value())),
+            "--no-ws-compress" => builder.compression(false),
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2)

@@ -2,29 +2,32 @@
 //! payload goes from the outbound queue's `Bytes` to the kernel without
 //! being copied.
 //!
-//! tungstenite formats every frame it sends into a write buffer: each
-//! binary frame is copied once more, and every connection keeps a buffer as
-//! large as the largest frame it sent (64 connections fed 1 MiB frames keep
-//! 64 MiB). So the socket is split: tungstenite keeps the reading half, and
-//! what it writes on its own (pongs, close replies) goes into a
-//! [`ControlPipe`] that the connection's writer forwards between frames;
-//! the writer ([`FrameWriter`]) writes data frames itself, small ones
-//! gathered in one buffer, large ones with a vectored write straight from
-//! their `Bytes`. A 2.x frame comes as a few slices ([`OutFrame::Binary`]:
-//! chunk header and envelope, then the payload a handler or publisher gave
-//! as `Value::Bin` or `SharedBytes`), which the vectored write takes as
-//! they are: the payload is never copied on its way to the kernel.
+//! A general WebSocket library formats every frame it sends into a write
+//! buffer: each binary frame is copied once more, and every connection keeps
+//! a buffer as large as the largest frame it sent. Here the writer
+//! ([`FrameWriter`]) writes data frames itself, small ones gathered in one
+//! buffer, large ones with a vectored write straight from their `Bytes`. A
+//! 2.x frame comes as a few slices ([`OutFrame::Binary`]: chunk header and
+//! envelope, then the payload a handler or publisher gave as `Value::Bin`
+//! or `SharedBytes`), which the vectored write takes as they are: the
+//! payload is never copied on its way to the kernel. What the reader must
+//! answer (pongs, close replies) goes into a [`ControlPipe`] that the
+//! writer forwards between data frames.
+//!
+//! With permessage-deflate negotiated, a message that is worth it is
+//! compressed here (see `deflate.rs` for which); the others, large images
+//! among them, keep the zero-copy path with RSV1 clear.
 
 use std::io::{self, IoSlice};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Notify;
 use wslink_core::chunking::SegmentedFrame;
 use wslink_core::Frame;
+
+use super::deflate::Deflate;
 
 /// Payloads up to this size are copied into the write buffer with their
 /// header; larger ones are written from where they are.
@@ -33,7 +36,7 @@ const INLINE_MAX: usize = 8 * 1024;
 const BUFFER_LIMIT: usize = 64 * 1024;
 /// Slices per vectored write (Linux takes up to 1024).
 const MAX_SLICES: usize = 64;
-/// Control bytes held for a peer that is not reading. tungstenite answers
+/// Control bytes held for a peer that is not reading. The reader answers
 /// every ping with a pong, and the pipe takes them at once; without a
 /// bound, a peer that floods pings and never reads would grow it forever.
 const CONTROL_LIMIT: usize = 16 * 1024;
@@ -42,18 +45,26 @@ const CONTROL_LIMIT: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) enum OutFrame {
     /// A text frame (1.x); the bytes are UTF-8.
-    Text(Bytes),
+    Text(Bytes, Packed),
     /// A binary frame, as one buffer (1.x attachments) or as the slices a
     /// 2.x segmented encode made.
-    Binary(SegmentedFrame),
+    Binary(SegmentedFrame, Packed),
 }
+
+/// A frame's compressed form, made by the first connection that sends it
+/// with permessage-deflate and reused by the others: a publish goes to
+/// every client as one `Arc<[OutFrame]>`, and without context takeover the
+/// same message always compresses to the same bytes. `Some(None)`: not
+/// worth compressing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Packed(std::sync::OnceLock<Option<Bytes>>);
 
 impl OutFrame {
     /// The payload's length: what queue bounds count.
     pub fn len(&self) -> usize {
         match self {
-            OutFrame::Text(t) => t.len(),
-            OutFrame::Binary(b) => b.len(),
+            OutFrame::Text(t, _) => t.len(),
+            OutFrame::Binary(b, _) => b.len(),
         }
     }
 }
@@ -61,19 +72,19 @@ impl OutFrame {
 impl From<Frame> for OutFrame {
     fn from(frame: Frame) -> Self {
         match frame {
-            Frame::Text(t) => OutFrame::Text(t),
-            Frame::Binary(b) => OutFrame::Binary(b.into()),
+            Frame::Text(t) => OutFrame::Text(t, Packed::default()),
+            Frame::Binary(b) => OutFrame::Binary(b.into(), Packed::default()),
         }
     }
 }
 
 impl From<SegmentedFrame> for OutFrame {
     fn from(frame: SegmentedFrame) -> Self {
-        OutFrame::Binary(frame)
+        OutFrame::Binary(frame, Packed::default())
     }
 }
 
-/// Bytes tungstenite wrote (whole control frames), waiting for the writer.
+/// Control frames the reader queued (whole frames), waiting for the writer.
 #[derive(Default)]
 pub(crate) struct ControlPipe {
     bytes: Mutex<Vec<u8>>,
@@ -84,51 +95,28 @@ impl ControlPipe {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
         self.bytes.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-/// The socket as tungstenite sees it: reads come from the socket, writes go
-/// to the control pipe (and always succeed at once).
-pub(crate) struct ReadSide<S> {
-    read: ReadHalf<S>,
-    control: Arc<ControlPipe>,
-}
-
-impl<S: AsyncRead + AsyncWrite> AsyncRead for ReadSide<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl<S> AsyncWrite for ReadSide<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        // tungstenite writes whole frames from its buffer in one call.
-        let mut pipe = self.control.lock();
+    /// Queues one whole control frame for the writer.
+    pub fn push(&self, frame: &[u8]) {
+        let mut pipe = self.lock();
         // Past the bound a pong is dropped, which RFC 6455 §5.5.3 allows
         // (a pong may answer only the latest ping); a close is always kept.
-        let pong = buf.first() == Some(&0x8a);
+        let pong = frame.first() == Some(&0x8a);
         if pong && pipe.len() >= CONTROL_LIMIT {
-            return Poll::Ready(Ok(buf.len()));
+            return;
         }
-        pipe.extend_from_slice(buf);
+        pipe.extend_from_slice(frame);
+        if pipe.capacity() > 4 * CONTROL_LIMIT && pipe.len() < CONTROL_LIMIT {
+            pipe.shrink_to(CONTROL_LIMIT);
+        }
         drop(pipe);
-        self.control.ready.notify_one();
-        Poll::Ready(Ok(buf.len()))
+        self.ready.notify_one();
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Everything queued (tests).
+    #[cfg(test)]
+    pub fn take_all(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.lock())
     }
 }
 
@@ -137,28 +125,25 @@ pub(crate) struct FrameWriter<S> {
     io: WriteHalf<S>,
     buf: Vec<u8>,
     control: Arc<ControlPipe>,
-    /// tungstenite already answered the peer's close frame.
+    /// The reader already answered the peer's close frame.
     closed: bool,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Deflate>,
 }
 
-/// Splits a socket into tungstenite's side and ours.
-pub(crate) fn split<S: AsyncRead + AsyncWrite>(io: S) -> (ReadSide<S>, FrameWriter<S>) {
-    let (read, write) = tokio::io::split(io);
-    let control = Arc::new(ControlPipe::default());
-    (
-        ReadSide {
-            read,
-            control: control.clone(),
-        },
+impl<S> FrameWriter<S> {
+    pub fn new(io: WriteHalf<S>, control: Arc<ControlPipe>, deflate: Option<Deflate>) -> Self {
         FrameWriter {
-            io: write,
+            io,
             buf: Vec::new(),
             control,
             closed: false,
-        },
-    )
+            deflate,
+        }
+    }
 }
 
+/// `opcode` may carry RSV1 (0x40) for a compressed message.
 fn header(buf: &mut Vec<u8>, opcode: u8, len: usize) {
     buf.push(0x80 | opcode); // FIN
     if len < 126 {
@@ -173,7 +158,7 @@ fn header(buf: &mut Vec<u8>, opcode: u8, len: usize) {
 }
 
 impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
-    /// Resolves when tungstenite has control frames for the peer.
+    /// Resolves when the reader queued control frames for the peer.
     pub fn control_pending(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let control = self.control.clone();
         async move {
@@ -209,21 +194,34 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
     /// never make any).
     pub async fn data(&mut self, frame: &OutFrame) -> io::Result<()> {
         self.take_control();
-        let (opcode, parts) = match frame {
-            OutFrame::Text(t) if std::str::from_utf8(t).is_ok() => (0x1, std::slice::from_ref(t)),
-            OutFrame::Text(_) => return Ok(()),
-            OutFrame::Binary(b) => (0x2, b.parts()),
+        let (opcode, parts, packed) = match frame {
+            OutFrame::Text(t, p) if std::str::from_utf8(t).is_ok() => {
+                (0x1, std::slice::from_ref(t), p)
+            }
+            OutFrame::Text(..) => return Ok(()),
+            OutFrame::Binary(b, p) => (0x2, b.parts(), p),
         };
+        let compressed = match &self.deflate {
+            Some(d) if d.is_shareable() => packed.0.get_or_init(|| d.compress(parts)).clone(),
+            Some(d) => d.compress(parts),
+            None => None,
+        };
+        if let Some(compressed) = compressed {
+            header(&mut self.buf, 0x40 | opcode, compressed.len());
+            return if compressed.len() <= INLINE_MAX {
+                self.buf.extend_from_slice(&compressed);
+                self.write_if_full().await
+            } else {
+                self.write_buffer(&[compressed]).await
+            };
+        }
         let len = frame.len();
         header(&mut self.buf, opcode, len);
         if len <= INLINE_MAX {
             for part in parts {
                 self.buf.extend_from_slice(part);
             }
-            if self.buf.len() >= BUFFER_LIMIT {
-                self.write_buffer(&[]).await?;
-            }
-            Ok(())
+            self.write_if_full().await
         } else {
             // Small leading slices (a 2.x chunk header and envelope) join
             // the buffer; the rest go from where they are.
@@ -236,6 +234,13 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
             }
             self.write_buffer(&parts[small..]).await
         }
+    }
+
+    async fn write_if_full(&mut self) -> io::Result<()> {
+        if self.buf.len() >= BUFFER_LIMIT {
+            self.write_buffer(&[]).await?;
+        }
+        Ok(())
     }
 
     /// Queues a ping.
@@ -251,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
         self.io.flush().await
     }
 
-    /// Sends a close frame after what is queued (unless tungstenite already
+    /// Sends a close frame after what is queued (unless the reader already
     /// answered the peer's), then shuts the socket's sending side.
     pub async fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
         self.take_control();
@@ -331,6 +336,21 @@ impl<S: AsyncRead + AsyncWrite> FrameWriter<S> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{ReadBuf, ReadHalf};
+
+    /// A writer over one half of `io`; the other half comes back for
+    /// `unsplit`, and the pipe stands for the reader.
+    fn split<S: AsyncRead + AsyncWrite>(io: S) -> (ReadHalf<S>, FrameWriter<S>, Arc<ControlPipe>) {
+        let (read, write) = tokio::io::split(io);
+        let control = Arc::new(ControlPipe::default());
+        (
+            read,
+            FrameWriter::new(write, control.clone(), None),
+            control,
+        )
+    }
 
     #[test]
     fn headers_use_the_shortest_length_form() {
@@ -350,30 +370,28 @@ mod tests {
     #[tokio::test]
     async fn pongs_for_a_peer_that_does_not_read_are_bounded() {
         let (a, _b) = tokio::io::duplex(1 << 16);
-        let (mut read_side, writer) = split(a);
+        let (_read, writer, control) = split(a);
         // A ping flood's answers, and nobody draining them.
         let pong = [0x8a, 4, 1, 2, 3, 4];
         for _ in 0..100_000 {
-            read_side.write_all(&pong).await.unwrap();
+            control.push(&pong);
         }
         let held = writer.control.lock().len();
         assert!(held <= CONTROL_LIMIT + pong.len(), "{held} bytes held");
         // A close reply still gets through past the bound.
-        read_side.write_all(&[0x88, 2, 0x03, 0xe8]).await.unwrap();
+        control.push(&[0x88, 2, 0x03, 0xe8]);
         assert!(writer.control.lock().ends_with(&[0x88, 2, 0x03, 0xe8]));
     }
 
     #[tokio::test]
-    async fn a_close_reply_from_tungstenite_is_not_doubled() {
+    async fn a_close_reply_from_the_reader_is_not_doubled() {
         let (a, mut b) = tokio::io::duplex(1 << 16);
-        let (mut read_side, mut writer) = split(a);
-        read_side
-            .write_all(&[0x8a, 0, 0x88, 2, 0x03, 0xe8])
-            .await
-            .unwrap();
+        let (read, mut writer, control) = split(a);
+        control.push(&[0x8a, 0]);
+        control.push(&[0x88, 2, 0x03, 0xe8]);
         writer.close(1000, "").await.unwrap();
         drop(writer);
-        drop(read_side);
+        drop(read);
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
             .await
@@ -384,13 +402,13 @@ mod tests {
     #[tokio::test]
     async fn frames_and_control_bytes_arrive_in_order() {
         let (a, mut b) = tokio::io::duplex(1 << 20);
-        let (mut read_side, mut writer) = split(a);
+        let (read, mut writer, control) = split(a);
         writer
             .data(&Frame::Binary(Bytes::from_static(b"ab")).into())
             .await
             .unwrap();
-        // tungstenite answering a ping meanwhile:
-        read_side.write_all(&[0x8a, 0]).await.unwrap();
+        // The reader answering a ping meanwhile:
+        control.push(&[0x8a, 0]);
         let big = Bytes::from(vec![7u8; 70_000]);
         writer
             .data(&Frame::Binary(big.clone()).into())
@@ -398,7 +416,7 @@ mod tests {
             .unwrap();
         writer.flush().await.unwrap();
         drop(writer);
-        drop(read_side);
+        drop(read);
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
             .await
@@ -488,7 +506,7 @@ mod tests {
     fn expected(frames: &[OutFrame]) -> Vec<u8> {
         let mut out = Vec::new();
         for frame in frames {
-            let OutFrame::Binary(b) = frame else {
+            let OutFrame::Binary(b, _) = frame else {
                 unreachable!()
             };
             header(&mut out, 0x2, b.len());
@@ -516,10 +534,10 @@ mod tests {
             .map(OutFrame::from)
             .collect();
         assert!(frames.iter().any(|f| match f {
-            OutFrame::Binary(b) => b.parts().len() > 2,
-            OutFrame::Text(_) => false,
+            OutFrame::Binary(b, _) => b.parts().len() > 2,
+            OutFrame::Text(..) => false,
         }));
-        frames.push(OutFrame::Binary(Bytes::from_static(b"small").into()));
+        frames.push(Frame::Binary(Bytes::from_static(b"small")).into());
         let want = expected(&frames);
         for vectored in [true, false] {
             for per_write in [1usize, 7, 4096, 65_537, usize::MAX] {
@@ -529,12 +547,12 @@ mod tests {
                     got: Vec::new(),
                     calls: 0,
                 };
-                let (read_side, mut writer) = split(io);
+                let (read, mut writer, _control) = split(io);
                 for frame in &frames {
                     writer.data(frame).await.unwrap();
                 }
                 writer.flush().await.unwrap();
-                let io = read_side.read.unsplit(writer.io);
+                let io = read.unsplit(writer.io);
                 assert_eq!(io.got.len(), want.len(), "{per_write} vectored {vectored}");
                 assert!(
                     io.got == want,
@@ -546,6 +564,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A publish's frames are shared by every connection: the first one
+    /// that compresses a frame leaves the result for the others, and the
+    /// bytes they send are the same.
+    #[tokio::test]
+    async fn a_shared_frame_is_compressed_once() {
+        let json: String = (0..2000).map(|i| format!("{{\"v\":{i}}},")).collect();
+        let frame = OutFrame::from(Frame::Text(Bytes::from(json)));
+        let deflate = || {
+            let offer = super::super::deflate::negotiate(["permessage-deflate"]).unwrap();
+            Some(Deflate::new(offer))
+        };
+        let mut sent = Vec::new();
+        for _ in 0..2 {
+            let (a, mut b) = tokio::io::duplex(1 << 20);
+            let (read, write) = tokio::io::split(a);
+            let mut writer = FrameWriter::new(write, Arc::default(), deflate());
+            writer.data(&frame).await.unwrap();
+            writer.flush().await.unwrap();
+            drop((writer, read));
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
+            assert_eq!(got[0], 0xc1, "FIN, RSV1, text");
+            sent.push(got);
+        }
+        assert_eq!(sent[0], sent[1]);
+        let OutFrame::Text(_, packed) = &frame else {
+            unreachable!()
+        };
+        let kept = packed.0.get().cloned().flatten().expect("kept");
+        assert!(sent[0].ends_with(&kept));
     }
 
     /// A payload shared by a segmented encode reaches the socket from its
