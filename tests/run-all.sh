@@ -41,7 +41,7 @@ stage "conformance matrix (official peers, both generations)" node tests/conform
 stage "permessage-deflate with Node's WebSocket (npm wslink 2.5.0 and 1.12.4)" bash tests/compression/run.sh
 stage "declared subscriptions on the wire (our clients beside npm 2.5.0 and 1.12.4)" node tests/conformance/subscriptions.mjs
 stage "fuzz (bounded)" bash crates/wslink-core/fuzz/run.sh --ci
-stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, origins, in headless chromium" bash tests/browser/run.sh
+stage "browser: vtk.js RemoteView on remote-view (three clients), image-stream, origins, permessage-deflate on the wire, in headless chromium" bash tests/browser/run.sh
 stage "remote-view protocol: the Python benchmark peer and ours pass one check" bash tests/peers/check-remote-view.sh
 stage "demo: the README's first command on its defaults (127.0.0.1:8080)" bash tests/browser/demo-defaults.sh
 stage "wslink serve vs python -m wslink.server 2.6.0: flags, WSLINK_* variables, ready line" bash tests/cli-compat/run.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The browser tests, in Debian's headless chromium: the image-stream demo
+# The browser tests, in Debian's headless chromium: the image-stream demo,
+# origins and permessage-deflate (origins.test.mjs, compression.test.mjs),
 # (image-stream.test.mjs) and the remote-view demo, vtk.js RemoteView over
 # three clients (remote-view.test.mjs).
 #
@@ -71,6 +72,6 @@ if [ -z "${WSLINK_BIN:-}" ] && [ ! -x "$wslink_bin" ]; then
   (cd "$root" && cargo build -p wslink-cli)
 fi
 
-echo "== node --test image-stream.test.mjs remote-view.test.mjs origins.test.mjs"
+echo "== node --test image-stream.test.mjs remote-view.test.mjs origins.test.mjs compression.test.mjs"
 cd "$here"
-exec node --test --test-reporter=spec --test-timeout=180000 image-stream.test.mjs remote-view.test.mjs origins.test.mjs
+exec node --test --test-reporter=spec --test-timeout=180000 image-stream.test.mjs remote-view.test.mjs origins.test.mjs compression.test.mjs
