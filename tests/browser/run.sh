@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The browser tests, in Debian's headless chromium: the image-stream demo,
-# origins and permessage-deflate (origins.test.mjs, compression.test.mjs),
-# (image-stream.test.mjs) and the remote-view demo, vtk.js RemoteView over
-# three clients (remote-view.test.mjs).
+# The browser tests, in Debian's headless chromium: the image-stream demo
+# (image-stream.test.mjs), the remote-view demo, vtk.js RemoteView over
+# three clients (remote-view.test.mjs), origin checks (origins.test.mjs) and
+# permessage-deflate on the wire (compression.test.mjs).
 #
 #   bash tests/browser/run.sh
 #
