@@ -30,8 +30,21 @@ export interface ReconnectOptions {
 }
 
 export interface ClientOptions extends Omit<CodecOptions, 'report'> {
-  /** `ws://HOST:PORT/ws` or `wss://...`. */
-  url: string;
+  /**
+   * `ws://HOST:PORT/ws` or `wss://...`; or several such URLs, servers
+   * that act as one (e.g. `wslink serve --broker` edges on one NATS): the
+   * client connects to the first, and each reconnection attempt (with
+   * `reconnect`) goes to the next one in turn, wrapping around.
+   *
+   * ```ts
+   * const client = await connect({
+   *   url: ['ws://edge-a:8080/ws', 'ws://edge-b:8080/ws'],
+   *   reconnect: true,
+   * });
+   * client.on('ready', ({ url, reconnected }) => console.log(reconnected ? `now on ${url}` : url));
+   * ```
+   */
+  url: string | readonly string[];
   /** Sent in the hello (default `wslink-secret`, wslink's default). */
   secret?: string;
   /** Wire format: 2 (msgpack, default) or 1 (JSON + attachments). */
@@ -72,6 +85,8 @@ export interface ReadyInfo {
   maxMsgSize?: number;
   /** True when this is a reconnection. */
   reconnected: boolean;
+  /** The URL this connection is on (one of `options.url`'s). */
+  url: string;
 }
 
 /**
@@ -89,6 +104,8 @@ export interface ReconnectingInfo {
   attempt: number;
   /** Milliseconds before this attempt. */
   delay: number;
+  /** The URL this attempt will try. */
+  url: string;
   /** Why the previous attempt failed (absent right after a drop). */
   error?: WslinkError;
 }
@@ -127,7 +144,9 @@ function reconnectSettings(option: ClientOptions['reconnect']): Required<Reconne
 }
 
 export class WslinkClient {
-  readonly url: string;
+  /** Every URL the client may connect to, in the order it tries them. */
+  readonly urls: readonly string[];
+  private urlIndex = 0;
   readonly generation: Generation;
   private readonly options: ClientOptions;
   private readonly codec: Codec;
@@ -145,9 +164,13 @@ export class WslinkClient {
   private lastClose: CloseInfo | null = null;
 
   constructor(options: ClientOptions) {
-    if (typeof (options as Partial<ClientOptions> | undefined)?.url !== 'string') throw new TypeError('wslink: options.url is required');
+    const url = (options as Partial<ClientOptions> | undefined)?.url;
+    const urls: unknown[] = typeof url === 'string' ? [url] : Array.isArray(url) ? [...(url as unknown[])] : [];
+    if (urls.length === 0 || !urls.every((u) => typeof u === 'string')) {
+      throw new TypeError('wslink: options.url is required (a URL, or a non-empty array of URLs)');
+    }
+    this.urls = Object.freeze(urls);
     this.options = { ...options };
-    this.url = options.url;
     this.generation = options.protocol === 1 ? 1 : 2;
     this.reconnect = reconnectSettings(options.reconnect);
     this.emitter = new Emitter<ClientEvents>((error, event) => {
@@ -364,6 +387,11 @@ export class WslinkClient {
     }
   }
 
+  /** The URL of the current connection, or of the attempt under way or next. */
+  get url(): string {
+    return this.urls[this.urlIndex] ?? '';
+  }
+
   private attemptConnection(): void {
     this.reconnectTimer = undefined;
     const WebSocketClass = this.options.WebSocket ?? defaultWebSocket();
@@ -406,6 +434,7 @@ export class WslinkClient {
           clientId: hello.clientID,
           ...(hello.maxMsgSize === undefined ? {} : { maxMsgSize: hello.maxMsgSize }),
           reconnected,
+          url: this.url,
         });
         this.settleConnect();
       },
@@ -434,10 +463,12 @@ export class WslinkClient {
     const r = this.reconnect;
     if (!r) return;
     this.attempt += 1;
+    // Fail over: each new attempt goes to the next server of the list.
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     const base = Math.min(r.maxDelay, r.initialDelay * r.factor ** (this.attempt - 1));
     const delay = Math.min(r.maxDelay, Math.max(0, Math.round(base * (1 + r.jitter * (Math.random() * 2 - 1)))));
     this.setState('reconnecting');
-    this.emitter.emit('reconnecting', { attempt: this.attempt, delay, ...(error ? { error } : {}) });
+    this.emitter.emit('reconnecting', { attempt: this.attempt, delay, url: this.url, ...(error ? { error } : {}) });
     this.reconnectTimer = setTimeout(() => {
       if (this.currentState === 'reconnecting') this.attemptConnection();
     }, delay);

@@ -285,6 +285,60 @@ for (const generation of [2, 1] as const) {
       assert.equal(await c.call('test.add', [2, 2]), 4);
     });
 
+    it('fails over along a list of URLs, in turn, and keeps subscriptions', async () => {
+      const a = new FakeServer({ generation });
+      const b = new FakeServer({ generation });
+      const c3 = new FakeServer({ generation });
+      const servers = new Map([['ws://a/ws', a], ['ws://b/ws', b], ['ws://c/ws', c3]]);
+      // Called with `new`, a function that returns an object yields that
+      // object: the socket of the fake server at `url`.
+      const routed = function (url: string) {
+        const server = servers.get(url);
+        if (!server) throw new Error(`no server at ${url}`);
+        return new server.WebSocket(url);
+      } as unknown as ClientOptions['WebSocket'];
+      const c = client(a, { url: [...servers.keys()], WebSocket: routed, reconnect: { initialDelay: 1, jitter: 0 } });
+      const ready: { url: string; reconnected: boolean }[] = [];
+      const tried: string[] = [];
+      c.on('ready', (info) => ready.push({ url: info.url, reconnected: info.reconnected }));
+      c.on('reconnecting', (info) => tried.push(info.url));
+      await c.connect();
+      assert.deepEqual(c.urls, ['ws://a/ws', 'ws://b/ws', 'ws://c/ws']);
+      assert.equal(c.url, 'ws://a/ws');
+      const got: unknown[] = [];
+      c.subscribe('t', (m) => got.push(m));
+
+      // a dies and b refuses: the client goes on to c.
+      a.refuse = true;
+      b.refuse = true;
+      a.last.drop();
+      await until(() => c.state === 'open' && c.url === 'ws://c/ws', 2000, 'on c');
+      assert.deepEqual(tried, ['ws://b/ws', 'ws://c/ws']);
+      assert.deepEqual(ready, [{ url: 'ws://a/ws', reconnected: false }, { url: 'ws://c/ws', reconnected: true }]);
+      assert.equal(a.sockets.length, 1);
+      assert.equal(b.sockets.length, 1);
+      assert.equal((c3.last.received[0] as { method: string }).method, 'wslink.hello');
+      c3.publish('t', 'from c');
+      await until(() => got.length === 1);
+      assert.deepEqual(got, ['from c']);
+
+      // c dies: round-robin wraps around to a, which is back.
+      a.refuse = false;
+      c3.refuse = true;
+      c3.last.drop();
+      await until(() => c.state === 'open' && c.url === 'ws://a/ws', 2000, 'back on a');
+      assert.deepEqual(tried, ['ws://b/ws', 'ws://c/ws', 'ws://a/ws']);
+      a.publish('t', 'from a');
+      await until(() => got.length === 2);
+      assert.equal(await c.call('test.add', [1, 1]), 2);
+    });
+
+    it('refuses an empty or non-string URL list', () => {
+      assert.throws(() => new WslinkClient({ url: [] }), TypeError);
+      assert.throws(() => new WslinkClient({ url: ['ws://a/ws', 3 as unknown as string] }), TypeError);
+      assert.equal(new WslinkClient({ url: 'ws://a/ws' }).url, 'ws://a/ws');
+    });
+
     it('does not wait for a close event after a failed handshake', async () => {
       const server = new FakeServer({ generation });
       const c = client(server, { reconnect: { initialDelay: 1, jitter: 0 } });

@@ -100,7 +100,29 @@ pub struct ServeArgs {
     /// when the relay closes the connection.
     #[arg(long, value_name = "URL")]
     pub reverse_url: Option<String>,
+    /// Act as one of several servers sharing a NATS broker at this URL
+    /// (`nats://HOST:PORT`, or several comma-separated): a publish on any
+    /// of them (`conformance.publish` too) reaches the subscribers of all,
+    /// and calls for methods this server lacks go to broker workers. Put
+    /// the servers behind a load balancer, or give clients the list of
+    /// their URLs (the TypeScript client fails over along it).
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// With --broker: the first tokens of every NATS subject, so that
+    /// deployments sharing a NATS server do not see each other's messages
+    /// (dot-separated words of letters, digits, `_` or `-`).
+    #[arg(
+        long = "broker-prefix",
+        value_name = "PREFIX",
+        default_value = "wslink",
+        requires = "broker"
+    )]
+    pub broker_prefix: String,
 }
+
+/// How long `wslink serve --broker` waits for the broker before it says it
+/// is ready anyway (the link keeps trying in the background).
+const BROKER_WAIT: Duration = Duration::from_secs(10);
 
 /// Parses `--fs-endpoints "name=/dir|other=/dir2"` into (name, dir) pairs.
 fn parse_fs_endpoints(spec: &str) -> Result<Vec<(String, PathBuf)>, String> {
@@ -258,7 +280,26 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             }
         }
     }
+    if let Some(url) = &args.broker {
+        builder = builder.broker(
+            wslink_server::broker::BrokerConfig::nats(url.as_str())
+                .prefix(args.broker_prefix.as_str()),
+        );
+    }
     let server = builder.build();
+    if let Some(url) = &args.broker {
+        // Ready means shared: publishes of the other servers reach this
+        // one's clients from the first connection on.
+        if tokio::time::timeout(BROKER_WAIT, server.broker_ready())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "wslink: broker {url} not reached within {}s; going on, publishes are not shared until it is",
+                BROKER_WAIT.as_secs()
+            );
+        }
+    }
     if let Some(url) = args.reverse_url {
         return reverse(server, &url, args.conformance).await;
     }
