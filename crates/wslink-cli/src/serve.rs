@@ -281,10 +281,13 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     }
     if let Some(url) = &args.broker {
-        builder = builder.broker(
-            wslink_server::broker::BrokerConfig::nats(url.as_str())
-                .prefix(args.broker_prefix.as_str()),
-        );
+        let config = wslink_server::broker::BrokerConfig::nats(url.as_str())
+            .prefix(args.broker_prefix.as_str());
+        if let Err(e) = config.check_prefix() {
+            eprintln!("wslink: --broker-prefix: {e}");
+            return ExitCode::from(2);
+        }
+        builder = builder.broker(config);
     }
     let server = builder.build();
     if let Some(url) = &args.broker {

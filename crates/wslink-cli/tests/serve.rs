@@ -253,6 +253,25 @@ fn a_bad_environment_variable_is_named_and_nothing_starts() {
 }
 
 #[test]
+fn bad_broker_flags_are_usage_errors() {
+    // A prefix without a broker, and a prefix NATS subjects cannot carry.
+    // (The broker itself: tests/broker/failover.test.mjs.)
+    let out = run(&["--broker-prefix", "demo"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--broker"));
+    let out = run(
+        &["--broker", "nats://127.0.0.1:1", "--broker-prefix", "a..b"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--broker-prefix") && stderr.contains("a..b"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_fs_endpoints_are_usage_errors() {
     for spec in ["data", "data=/definitely/not/here"] {
         let out = run(&["--fs-endpoints", spec], &[]);

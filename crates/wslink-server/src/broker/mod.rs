@@ -177,7 +177,18 @@ impl BrokerConfig {
         format!("{}.call.{method}", self.prefix)
     }
 
-    pub(crate) fn check_prefix(&self) -> Result<(), BrokerError> {
+    /// Checks the prefix now rather than when the broker is connected (a
+    /// command line's flag, refused before anything starts).
+    ///
+    /// ```
+    /// use wslink_server::broker::{BrokerConfig, BrokerError};
+    ///
+    /// let config = BrokerConfig::nats("nats://127.0.0.1:4222");
+    /// assert!(config.clone().prefix("app.staging").check_prefix().is_ok());
+    /// let bad = config.prefix("app..*");
+    /// assert!(matches!(bad.check_prefix(), Err(BrokerError::InvalidPrefix { .. })));
+    /// ```
+    pub fn check_prefix(&self) -> Result<(), BrokerError> {
         let ok = !self.prefix.is_empty()
             && self.prefix.split('.').all(|token| {
                 !token.is_empty()
