@@ -33,7 +33,7 @@ stage "install reference peers (PyPI, npm)" bash tests/peers/install.sh
 stage "docs: ARCHITECTURE.md names only paths that exist" bash tests/docs/check-architecture.sh
 stage "build workspace" cargo build --workspace --all-targets --all-features
 stage "cargo test" cargo test --workspace --all-features
-stage "broker: shared topics and RPC workers across processes on a real nats-server (three edges, a worker, faults)" bash tests/broker/run.sh
+stage "broker: shared topics and RPC workers across processes on a real nats-server (three edges, a worker, faults; wslink serve --broker edges and the TS client failing over from a killed one)" bash tests/broker/run.sh
 stage "adversarial suite (hostile input, faults, load against a live server)" bash tests/adversarial/run.sh
 stage "js-client: build, typecheck, lint, unit tests" bash -c "$(declare -f js_client); js_client"
 stage "golden vectors: official decoders read our bytes" bash tests/golden/check/ours.sh
