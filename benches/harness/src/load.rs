@@ -248,6 +248,10 @@ pub async fn publish(
     let mut subscribers = JoinSet::new();
     for (i, c) in clients.iter().enumerate() {
         let mut sub = c.subscribe(&topic).map_err(err)?;
+        // The publishes come from another connection: without this, the
+        // first frames could be published before our server has heard of
+        // this subscriber, and never reach it.
+        sub.declared().await.map_err(err)?;
         let progress = progress.clone();
         subscribers.spawn(async move {
             let mut n = 0;

@@ -184,7 +184,21 @@ impl Shared {
             Some(mid) if mid.kind == IdKind::System && mid.name == self.client_id => {
                 let topic = lock(&self.state).declarations.remove(&mid.seq);
                 match (topic, reply) {
-                    (Some(_), Ok(_)) => {}
+                    (Some(topic), Ok(_)) => {
+                        // A later declaration of the same topic (after an
+                        // unsubscribe) is what current subscribers wait for.
+                        let queues = {
+                            let st = lock(&self.state);
+                            if st.declarations.values().any(|t| *t == topic) {
+                                None
+                            } else {
+                                st.subs.get(&topic).cloned()
+                            }
+                        };
+                        for q in queues.into_iter().flatten() {
+                            q.confirm();
+                        }
+                    }
                     (Some(topic), Err(e)) => {
                         tracing::warn!(%topic, code = e.code, message = %e.message, "the server refused a subscription");
                         let queues = lock(&self.state).subs.remove(&topic).unwrap_or_default();

@@ -146,6 +146,16 @@ pub enum Error {
     /// A topic outside wslink's id grammar (`\w+(\.\w+)*`).
     #[error(transparent)]
     InvalidTopic(#[from] IdError),
+
+    /// The server refused a subscription's declaration (for instance past
+    /// its limit of topics per connection); the subscription has ended.
+    #[error("the server refused the subscription to {topic:?}: {reason}")]
+    SubscriptionRefused {
+        /// The topic.
+        topic: String,
+        /// The server's error message.
+        reason: String,
+    },
 }
 
 impl Error {

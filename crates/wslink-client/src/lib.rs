@@ -951,8 +951,12 @@ impl Client {
     }
 
     /// Receives the messages published on `topic` (see [`Subscription`] for
-    /// buffering). Nothing is sent to the server: wslink servers send every
-    /// publish to every client.
+    /// buffering). Against a server that offers it (this project's), the
+    /// first subscription to a topic tells the server, which then sends this
+    /// client only the topics it subscribed to; calls made after this one
+    /// are ordered after that message, and [`Subscription::declared`] waits
+    /// for the server's confirmation. Kitware's servers send every publish
+    /// to every client, and nothing is sent to them.
     ///
     /// Fails with [`Error::InvalidTopic`] for a topic outside wslink's id
     /// grammar (such a topic could never be routed), and with the
@@ -969,6 +973,13 @@ impl Client {
                 return Err(ended.to_error());
             }
             let queues = st.subs.entry(topic.to_owned()).or_default();
+            // A topic already declared (or being declared) is confirmed for
+            // every subscriber at once, when the server answers.
+            let confirmed =
+                !self.inner.declares || queues.first().is_some_and(|q| q.is_confirmed());
+            if confirmed {
+                queue.confirm();
+            }
             queues.push(queue.clone());
             if queues.len() == 1 && self.inner.declares {
                 self.declare(&mut st, protocol::SUBSCRIBE_METHOD, topic);

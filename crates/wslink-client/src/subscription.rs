@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use futures_util::Stream;
+use tokio::sync::Notify;
 use wslink_core::Value;
 
-use crate::Client;
+use crate::{Client, Error};
 
 /// The receiving end of one subscriber: a ring of at most `capacity`
 /// messages and (roughly) `max_bytes` bytes. When a new message takes it
@@ -21,6 +22,9 @@ pub(crate) struct SubQueue {
     capacity: usize,
     max_bytes: usize,
     dropped: AtomicU64,
+    /// Woken when the declaration is confirmed, refused, or the connection
+    /// ends (see [`Subscription::declared`]).
+    settled: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +37,9 @@ struct QueueInner {
     ended: bool,
     /// The server refused to declare the topic (see `Subscription::refused`).
     refused: Option<String>,
+    /// The server confirmed the topic's declaration, or nothing needs
+    /// confirming (a client that does not declare).
+    confirmed: bool,
 }
 
 /// What a buffered value is charged: the bytes of its strings, binaries
@@ -59,7 +66,19 @@ impl SubQueue {
             capacity: capacity.max(1),
             max_bytes,
             dropped: AtomicU64::new(0),
+            settled: Notify::new(),
         })
+    }
+
+    /// The server confirmed the topic (or nothing is declared): publishes
+    /// made from now on reach this subscriber.
+    pub(crate) fn confirm(&self) {
+        lock(&self.inner).confirmed = true;
+        self.settled.notify_waiters();
+    }
+
+    pub(crate) fn is_confirmed(&self) -> bool {
+        lock(&self.inner).confirmed
     }
 
     /// Queues a message; returns how many older ones were dropped for it.
@@ -88,11 +107,14 @@ impl SubQueue {
 
     /// No more messages will come: the stream ends once the queue is empty.
     pub(crate) fn end(&self) {
-        let mut q = lock(&self.inner);
-        q.ended = true;
-        if let Some(w) = q.waker.take() {
-            w.wake();
+        {
+            let mut q = lock(&self.inner);
+            q.ended = true;
+            if let Some(w) = q.waker.take() {
+                w.wake();
+            }
         }
+        self.settled.notify_waiters();
     }
 
     /// The server refused the subscription: the stream ends, saying why.
@@ -134,9 +156,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The messages published on one topic, as a [`Stream`] of their values.
 ///
-/// Returned by [`Client::subscribe`]. wslink servers send every publish to
-/// every client, so subscribing is local: it only decides which of the
-/// messages this client keeps. Dropping the subscription unsubscribes.
+/// Returned by [`Client::subscribe`]. Kitware's servers send every publish
+/// to every client, so there subscribing only decides which messages this
+/// client keeps; this project's server is told (see
+/// [`Client::declares_subscriptions`]) and sends only subscribed topics.
+/// Dropping the last subscription to a topic unsubscribes.
 ///
 /// **Buffering.** Each subscription buffers at most
 /// [`ClientBuilder::subscription_buffer`](crate::ClientBuilder::subscription_buffer)
@@ -204,6 +228,62 @@ impl Subscription {
     /// stream ends at once and this says so.
     pub fn refused(&self) -> Option<String> {
         lock(&self.queue.inner).refused.clone()
+    }
+
+    /// Waits until the server has taken note of this subscription, so that
+    /// whatever is published from then on, by any connection, reaches it.
+    ///
+    /// A client that declares its subscriptions (see
+    /// [`Client::declares_subscriptions`]) tells the server in a message of
+    /// its own; a publish made on another connection before that message
+    /// arrives is not sent to this client. Calls made on *this* client
+    /// after [`Client::subscribe`] are ordered after the declaration and
+    /// need no wait; wait here before asking something else to publish.
+    /// Returns at once against servers that send every topic to everyone
+    /// (Kitware's).
+    ///
+    /// Fails with [`Error::SubscriptionRefused`] if the server refused the
+    /// topic, or with the connection's error if it ended first.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wslink_client::Error> {
+    /// let viewer = wslink_client::Client::connect("ws://127.0.0.1:8080/ws", "wslink-secret").await?;
+    /// let producer = wslink_client::Client::connect("ws://127.0.0.1:8080/ws", "wslink-secret").await?;
+    /// let mut frames = viewer.subscribe("bench")?;
+    /// frames.declared().await?;
+    /// producer.call("conformance.publish", vec!["bench".into(), 10u64.into(), 1024u64.into()], vec![]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn declared(&self) -> Result<(), Error> {
+        loop {
+            let settled = self.queue.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            {
+                let q = lock(&self.queue.inner);
+                if let Some(reason) = &q.refused {
+                    return Err(Error::SubscriptionRefused {
+                        topic: self.topic.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                if q.confirmed {
+                    return Ok(());
+                }
+                if q.ended {
+                    return Err(self
+                        .client
+                        .inner
+                        .shared
+                        .ended()
+                        .map(|e| e.to_error())
+                        .unwrap_or_else(|| Error::Closed {
+                            detail: "the connection ended".into(),
+                        }));
+                }
+            }
+            settled.await;
+        }
     }
 
     /// The next message, or `None` once the connection has closed and the

@@ -238,3 +238,48 @@ async fn declarations_are_bounded_and_checked() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn declared_waits_until_a_publish_from_elsewhere_reaches_the_subscriber() {
+    let limits = Limits {
+        max_subscriptions: 2,
+        ..Limits::default()
+    };
+    let server = Server::builder().limits(limits).build();
+    let url = start(&server).await;
+    for generation in [Generation::V2, Generation::V1] {
+        let viewer = client(&url, generation, true).await;
+        let topic = format!("frames.{generation:?}");
+        let mut frames = viewer.subscribe(&topic).unwrap();
+        // No wait, no sleep: once declared, the server knows, so a publish
+        // made right away by someone else (here the server's own
+        // publisher) reaches this subscriber, every time.
+        frames.declared().await.unwrap();
+        assert!(server.publisher().has_listeners(&topic));
+        server.publisher().publish(&topic, &1).unwrap();
+        assert_eq!(frames.next().await, Some(Value::from(1)));
+        // A second subscriber to a confirmed topic is confirmed at once.
+        let again = viewer.subscribe(&topic).unwrap();
+        tokio::time::timeout(Duration::from_millis(100), again.declared())
+            .await
+            .expect("already confirmed")
+            .unwrap();
+        // Past the server's limit: the refusal is an error naming the topic.
+        let _second = viewer.subscribe("other").unwrap();
+        let third = viewer.subscribe("third").unwrap();
+        match third.declared().await {
+            Err(wslink_client::Error::SubscriptionRefused { topic, reason }) => {
+                assert_eq!(topic, "third");
+                assert!(reason.contains("limit 2"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A client that does not declare has nothing to wait for.
+        let plain = client(&url, generation, false).await;
+        let quiet = plain.subscribe(&topic).unwrap();
+        tokio::time::timeout(Duration::from_millis(100), quiet.declared())
+            .await
+            .expect("nothing to confirm")
+            .unwrap();
+    }
+}
