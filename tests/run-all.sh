@@ -48,7 +48,7 @@ stage "wslink serve vs python -m wslink.server 2.6.0: flags, WSLINK_* variables,
 stage "launcher: SmartConnect in chromium via wslink launch and Kitware's launcher, the built-in proxy" bash tests/launcher/run.sh
 stage "tls: npm wslink 2.5.0/1.12.4 over wss in chromium (page over https), js-client over wss in Node" bash tests/tls/run.sh
 stage "relay: Kitware's reverse server via wslink relay, wslink serve --reverse-url via Kitware's relay, ours to ours, npm wslink 2.5.0; refusals, stalled readers" bash tests/relay/run.sh
-stage "C and C++: wslink.h fresh, examples (gcc, g++, CMake) against our and Kitware's servers and launcher, hostile servers through the C API" bash tests/c/run.sh
+stage "C and C++: wslink.h fresh, examples (gcc, g++, CMake) and checkers (auth, unknown method, binary, 100 ordered publishes) against our and Kitware's servers and launcher, under ASan/LSan and valgrind, hostile servers through the C API" bash tests/c/run.sh
 stage "installs: cargo package, pip wheel, npm tarball, each tested from a clean directory" bash tests/install/run.sh
 # After the browser stage: its chromium and playwright-core are needed here.
 stage "js-client: integration tests (our and the Python servers, Node and chromium)" bash -c "cd js-client && npm run test:integration"

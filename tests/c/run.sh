@@ -14,13 +14,26 @@
 #     examples/cpp/call.cpp with g++ (static library), -Wall -Wextra
 #     -Werror, and both again with CMake (apt-get installs Debian's cmake
 #     when it is missing, as root or through sudo);
-#  4. runs every example build against our server (wslink 2.x and 1.x) and
-#     Kitware's Python servers (wslink 2.6.0 in target/peers/py2, 1.12.4 in
-#     target/peers/py1: tests/peers/install.sh makes them), then through
-#     Kitware's launcher (python -m wslink.launcher) starting our server.
+#  4. builds the checkers tests/c/check.c (gcc, shared library) and
+#     tests/c/check.cpp (g++ through wslink.hpp, static library), each also
+#     with -fsanitize=address,undefined (LeakSanitizer on, any finding
+#     fatal);
+#  5. runs the examples and the checkers, plain and sanitized, against our
+#     server (wslink 2.x and 1.x) and Kitware's Python servers (wslink 2.6.0
+#     in target/peers/py2, 1.12.4 in target/peers/py1: tests/peers/install.sh
+#     makes them); the checkers prove a wrong secret is WSLINK_ERR_AUTH
+#     (code -32000), JSON and binary both ways, 100 publishes received in
+#     order and intact, an unknown method WSLINK_ERR_RPC (code -32601);
+#  6. runs the C checker under valgrind (memcheck: invalid accesses inside
+#     the Rust library too, which the sanitizers do not instrument, and
+#     definite leaks) against our server in both generations (apt-get
+#     installs Debian's valgrind when it is missing);
+#  7. runs the examples through Kitware's launcher (python -m
+#     wslink.launcher) starting our server.
 #
-# Every example must print "all checks passed" and exit 0. Logs land in
-# target/c-tests/. Ends with "N passed, M failed".
+# Every program must print "all checks passed" and exit 0 (a sanitizer or
+# valgrind finding makes it exit non-zero). Logs land in target/c-tests/.
+# Ends with "N passed, M failed".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -103,14 +116,16 @@ else
   cat "$work/logs/g++.log"
   fail "g++: examples/cpp/call.cpp"
 fi
-if ! command -v cmake >/dev/null; then
-  echo "   installing Debian's cmake (apt-get)"
-  sudo=""
+apt_install() { # command package: Debian's package, when the command is missing
+  if command -v "$1" >/dev/null; then return 0; fi
+  echo "   installing Debian's $2 (apt-get)"
+  local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends cmake >/dev/null
-fi
+  $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+apt_install cmake cmake
 if cmake -S "$crate/examples" -B "$work/cmake" -DWSLINK_C_LIB_DIR="$lib" -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_C_FLAGS=-Werror -DCMAKE_CXX_FLAGS=-Werror >"$work/logs/cmake.log" 2>&1 &&
   cmake --build "$work/cmake" -j 2 >>"$work/logs/cmake.log" 2>&1; then
@@ -119,8 +134,40 @@ else
   tail -30 "$work/logs/cmake.log"
   fail "cmake"
 fi
+
+echo "== building the checkers (tests/c/check.c, check.cpp), plain and with sanitizers"
+# The sanitized builds instrument the C and C++ code; the Rust library is
+# not instrumented, but its allocations go through the malloc that ASan
+# replaces, so LeakSanitizer sees a result never freed (and ASan a use of
+# one after its free function), whichever side allocated it. No LSan
+# suppression is needed: the library's runtime and its threads stay
+# reachable from its statics and from the stacks of threads still running
+# at exit, which LSan scans. Any finding is fatal (-fno-sanitize-recover,
+# ASan's and LSan's non-zero exit).
+sanitize=(-g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+export ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=print_stacktrace=1
+build_checker() { # output sanitized(0|1) compiler std source link-flags...
+  local out=$1 sanitized=$2 compiler=$3 std=$4 source=$5 flags=("${cflags[@]}")
+  shift 5
+  if [ "$sanitized" = 1 ]; then flags+=("${sanitize[@]}"); fi
+  if "$compiler" "$std" "${flags[@]}" "$source" "$@" -o "$work/$out" 2>"$work/logs/$out.build.log"; then
+    ok "$compiler: ${source#"$root"/} -> $out$([ "$sanitized" = 1 ] && echo " (ASan, UBSan, LSan)")"
+  else
+    cat "$work/logs/$out.build.log"
+    fail "$compiler: ${source#"$root"/} -> $out"
+  fi
+}
+shared=(-L "$lib" -lwslink_c -Wl,-rpath,"$lib" -pthread)
+static=("$lib/libwslink_c.a" -pthread -ldl -lm)
+build_checker check_c 0 gcc -std=c11 "$here/check.c" "${shared[@]}"
+build_checker check_cpp 0 g++ -std=c++17 "$here/check.cpp" "${static[@]}"
+build_checker check_c_asan 1 gcc -std=c11 "$here/check.c" "${shared[@]}"
+build_checker check_cpp_asan 1 g++ -std=c++17 "$here/check.cpp" "${static[@]}"
+
 examples=()
-for e in "$work/call_c" "$work/call_cpp" "$work/cmake/wslink_call_c" "$work/cmake/wslink_call_cpp"; do
+for e in "$work/call_c" "$work/call_cpp" "$work/cmake/wslink_call_c" "$work/cmake/wslink_call_cpp" \
+  "$work/check_c" "$work/check_cpp" "$work/check_c_asan" "$work/check_cpp_asan"; do
   if [ -x "$e" ]; then examples+=("$e"); fi
 done
 
@@ -170,6 +217,25 @@ if [ -z "$url" ]; then
 else
   run_examples "rust-server-2.x" --url "$url" --secret "$secret" --generation 2
   run_examples "rust-server-1.x" --url "$url" --secret "$secret" --generation 1
+  echo "== valgrind: tests/c/check.c against our server, both generations"
+  # Memcheck sees what the sanitized builds cannot: accesses inside the
+  # Rust library. Only definite leaks count: the library-wide runtime's
+  # threads still run at exit, so their stacks and thread-local blocks
+  # are "possibly lost" by design. About 15 s a run on a debug build.
+  apt_install valgrind valgrind
+  if [ -x "$work/check_c" ]; then
+    for g in 2 1; do
+      log="$work/logs/valgrind-check_c-rust-server-$g.x.log"
+      if timeout 120 valgrind -q --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+        --error-exitcode=1 "$work/check_c" --url "$url" --secret "$secret" --generation "$g" >"$log" 2>&1 &&
+        grep -q "all checks passed" "$log"; then
+        ok "valgrind check_c against rust-server-$g.x (no invalid access, no definite leak)"
+      else
+        sed 's/^/      /' "$log"
+        fail "valgrind check_c against rust-server-$g.x"
+      fi
+    done
+  fi
 fi
 
 for g in 2 1; do
@@ -189,6 +255,7 @@ for g in 2 1; do
   fi
 done
 
+# The checkers need --url and --secret: through the launcher, only the examples.
 echo "== Kitware's launcher (python -m wslink.launcher) starting our server"
 lport="$(free_port)"
 # One port per session (four: the gcc and g++ builds, each generation):
