@@ -258,8 +258,18 @@ export class WslinkClient {
 
   /**
    * Calls `callback(result, topic)` for each message published on `topic`.
-   * Subscriptions are local (wslink servers publish to every client) and
-   * survive reconnections. Returns a function that unsubscribes.
+   * Subscriptions live in the client and survive reconnections. To a server
+   * that offers it (PROTOCOL.md §8), the topic is declared when its first
+   * subscriber appears and withdrawn when its last leaves; if the server
+   * refuses it (its per-connection limit), every subscriber of the topic is
+   * dropped, each one's `onRefused` is called and `error` is emitted once.
+   * Kitware's servers publish everything and the client filters. Returns a
+   * function that unsubscribes.
+   *
+   * ```ts
+   * const off = client.subscribe('viewport.image.push', (frame) => draw(frame), (err) => console.warn(err.message));
+   * off();
+   * ```
    */
   subscribe(topic: string, callback: Subscriber, onRefused?: (error: WslinkError) => void): () => void {
     if (typeof callback !== 'function') throw new TypeError('wslink: subscribe needs a callback');
@@ -300,17 +310,27 @@ export class WslinkClient {
   private declare(method: string, topic: string): void {
     const session = this.session;
     if (session === null || !this.declaresSubscriptions) return;
+    // The subscribers this declaration speaks for. If they all leave and
+    // the topic is subscribed again before the answer, a new declaration
+    // is on its way for the new ones, and this one's answer is not theirs.
+    const declaredFor = this.subscriptions.get(topic);
     session.declare(method, topic).catch((e: unknown) => {
       if (this.session !== session || method !== SUBSCRIBE_METHOD) return;
       // Only the server's answer refuses a topic. A declaration lost with
       // its connection (the reply never came) is made again on the next
       // session, with every other surviving subscription.
       if (!(e instanceof WslinkError) || e.kind !== 'server') return;
-      const error = e;
-      const refused = this.subscriptions.get(topic);
+      if (declaredFor === undefined || this.subscriptions.get(topic) !== declaredFor) return;
       this.subscriptions.delete(topic);
-      for (const s of refused ?? []) s.onRefused?.(error);
-      this.report(error);
+      for (const s of declaredFor) {
+        try {
+          s.onRefused?.(e);
+        } catch (thrown) {
+          log(this.options.logger, 'error', `wslink: an onRefused callback of '${topic}' threw`, thrown);
+          this.report(clientError('callback', `An onRefused callback of '${topic}' threw: ${String(thrown)}`, { cause: thrown }));
+        }
+      }
+      this.report(e);
     });
   }
 

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { available, repoRoot, SERVERS, startServer, type RunningServer } from './servers.js';
+import { available, repoRoot, SERVERS, startServer, type RunningServer, type ServerSpec } from './servers.js';
 
 const runner = path.join(repoRoot, 'tests/conformance/ts-client.mjs');
 const casesFile = path.join(repoRoot, 'tests/conformance/CASES.md');
@@ -18,10 +18,13 @@ function caseIds(): string[] {
   return [...text.matchAll(/^\| ([a-z0-9-]+\.[a-z0-9.-]+) \|/gm)].map((m) => m[1] as string);
 }
 
-function run(url: string, secret: string, generation: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(url: string, secret: string, generation: number, spec: ServerSpec): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--experimental-websocket', runner, '--url', url, '--secret', secret, '--generation', String(generation)], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // publish.order then checks that the client declared its subscription
+      // to this server exactly when the server offers it.
+      env: { ...process.env, WSLINK_CONFORMANCE_DECLARES: spec.offersSubscriptions ? '1' : '0' },
     });
     let stdout = '';
     let stderr = '';
@@ -45,7 +48,7 @@ for (const spec of SERVERS) {
         const server = await startServer(spec);
         assert.ok(server);
         running.push(server);
-        const { code, stdout, stderr } = await run(server.url, server.secret, generation);
+        const { code, stdout, stderr } = await run(server.url, server.secret, generation, spec);
         const lines = stdout.trim().split('\n');
         const total = lines[lines.length - 1] ?? '';
         assert.match(total, /^\d+ passed, \d+ failed, \d+ skipped$/, `last line: ${total}\n${stderr}`);

@@ -24,6 +24,8 @@ export interface ServerSpec {
   generations: (1 | 2)[];
   /** Failures that are limitations of the pairing, by case id, with the reason. */
   limitations: Record<string, string>;
+  /** Offers declared subscriptions in its hello reply (PROTOCOL.md §8): ours does, Kitware's do not. */
+  offersSubscriptions: boolean;
   command: (port: number, secret: string) => { file: string; args: string[]; env?: Record<string, string> } | null;
 }
 
@@ -55,12 +57,14 @@ export const SERVERS: ServerSpec[] = [
     name: 'python-2.6.0',
     generations: [2],
     limitations: { 'sleep.concurrent': SEQUENTIAL },
+    offersSubscriptions: false,
     command: python('WSLINK_PY2', 'py2', '/tmp/ref/py2', {}),
   },
   {
     name: 'python-1.12.4',
     generations: [1],
     limitations: { 'sleep.concurrent': SEQUENTIAL, 'echo.binary-large': NODE_INFLATE_LIMIT, 'blob.large': NODE_INFLATE_LIMIT },
+    offersSubscriptions: false,
     // wslink 1.x does not chunk: its server must accept the 6 MiB cases
     // (as tests/conformance/run.mjs starts it).
     command: python('WSLINK_PY1', 'py1', '/tmp/ref/py1', { WSLINK_MAX_MSG_SIZE: String(16 * 1024 * 1024) }),
@@ -69,6 +73,7 @@ export const SERVERS: ServerSpec[] = [
     name: 'rust',
     generations: [2, 1],
     limitations: {},
+    offersSubscriptions: true,
     command: (port, secret) => {
       const file = firstExisting(process.env.WSLINK_RUST_SERVER, path.join(repoRoot, 'target/debug/conformance-server'));
       if (!file) return null;

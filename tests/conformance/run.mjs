@@ -38,6 +38,7 @@ const SERVERS = [
       '--host', '127.0.0.1', '--port', '{port}', '--authKey', '{secret}', '--timeout', '0',
     ],
     needs: ['target/peers/py2/bin/python'],
+    offersSubscriptions: false,
   },
   {
     name: 'python-1.12.4',
@@ -52,6 +53,7 @@ const SERVERS = [
     // so that the LARGE cases test the clients rather than this setting.
     env: { WSLINK_MAX_MSG_SIZE: String(16 * 1024 * 1024) },
     needs: ['target/peers/py1/bin/python'],
+    offersSubscriptions: false,
   },
   {
     // The project's server; it speaks both generations (picked per connection).
@@ -62,6 +64,8 @@ const SERVERS = [
       '--host', '127.0.0.1', '--port', '{port}', '--authKey', '{secret}',
     ],
     needs: ['target/debug/conformance-server'],
+    // Declared subscriptions (PROTOCOL.md §8), in its hello reply.
+    offersSubscriptions: true,
   },
 ];
 
@@ -307,7 +311,10 @@ async function runClient(client, server, generation, port, opts, logFile) {
   const vars = { root, node: process.execPath, port, secret: SECRET, url: `ws://127.0.0.1:${port}/ws`, generation };
   const words = expand(client.command, vars);
   fs.appendFileSync(logFile, `\n=== ${client.name} -> ${server.name} (${generation}.x): ${words.join(' ')}\n`);
-  const child = start(words, client.env || {}, logFile);
+  // Runners that declare subscriptions (ours) check that they did so
+  // exactly when the server offers it; the others ignore this.
+  const env = { ...(client.env || {}), WSLINK_CONFORMANCE_DECLARES: server.offersSubscriptions ? '1' : '0' };
+  const child = start(words, env, logFile);
   let stdout = '';
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', (d) => {

@@ -301,6 +301,36 @@ function collector(count) {
   };
 }
 
+/**
+ * A WebSocket class counting the frames that carry a `wslink.subscribe`
+ * declaration (PROTOCOL.md §8; too small to be split over frames).
+ */
+function declarationCounter(sent) {
+  const needle = Buffer.from('wslink.subscribe');
+  return class extends globalThis.WebSocket {
+    send(data) {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+      if (bytes.includes(needle)) sent.declarations += 1;
+      super.send(data);
+    }
+  };
+}
+
+/**
+ * The client declares its subscription exactly when the hello reply offered
+ * it; with WSLINK_CONFORMANCE_DECLARES (set by run.mjs and the js-client
+ * integration tests: 0 for Kitware's servers, 1 for ours), exactly when the
+ * server is known to offer it.
+ */
+function checkDeclared(client, declarations) {
+  if (client.declaresSubscriptions !== declarations > 0) {
+    fail(`declaresSubscriptions is ${client.declaresSubscriptions} but ${declarations} declaration(s) were sent`);
+  }
+  const expected = process.env.WSLINK_CONFORMANCE_DECLARES;
+  if (expected === '0' && declarations > 0) fail(`declared a subscription ${declarations} time(s) to a server that does not offer it`);
+  if (expected === '1' && declarations !== 1) fail(`expected one subscription declaration to a server that offers it, got ${declarations}`);
+}
+
 function checkPublished(label, messages, count, size) {
   if (messages.length !== count) fail(`${label}: expected ${count} messages, got ${messages.length}`);
   for (let i = 0; i < count; i += 1) {
@@ -448,8 +478,9 @@ const CASES = [
       const COUNT = 20;
       const SIZE = 1024;
       const TOPIC = 'conformance.topic';
-      // Connection 1: the modern API.
-      const a = await ctx.connect();
+      // Connection 1: the modern API, its declarations counted on the wire.
+      const sent = { declarations: 0 };
+      const a = await ctx.connect({ WebSocket: declarationCounter(sent) });
       const gotA = collector(COUNT);
       ctx.closers.push(a.subscribe(TOPIC, (m) => gotA.push(m)));
       // Connection 2: the npm-compatible API (callback receives [result]).
@@ -470,6 +501,7 @@ const CASES = [
       checkPublished('connection 1', gotA.messages, COUNT, SIZE);
       checkPublished('connection 2 (compat API)', gotB.messages, COUNT, SIZE);
       await sub.unsubscribe();
+      checkDeclared(a, sent.declarations);
     },
   ],
   [

@@ -16,6 +16,13 @@ export interface FakeServerOptions {
   secret?: string;
   maxMsgSize?: number;
   handlers?: Record<string, Handler>;
+  /**
+   * Listed in the hello reply as `capabilities` (this project's server
+   * sends `['subscriptions']`); absent, the reply is Kitware's.
+   */
+  capabilities?: string[];
+  /** With the `subscriptions` capability: topics one connection may declare (default 1024). */
+  maxSubscriptions?: number;
 }
 
 export class HandlerError extends Error {
@@ -121,6 +128,11 @@ export class FakeConnection {
   authenticated = false;
   readonly clientId: string;
   readonly received: unknown[] = [];
+  /**
+   * Topics this connection declared and the server accepted (PROTOCOL.md
+   * §8); null until its first declaration, when it is sent every topic.
+   */
+  declared: Set<string> | null = null;
   private readonly reassembler = new Reassembler();
   private announced: string[] = [];
   private readonly attachments = new Map<string, Uint8Array>();
@@ -175,13 +187,20 @@ export class FakeConnection {
     if (this.server.hold) await this.server.hold;
     if (id.startsWith('system:')) {
       const secret = (args[0] as { secret?: string } | undefined)?.secret;
+      const offersSubscriptions = this.server.capabilities?.includes('subscriptions') === true;
       if (method === 'wslink.hello' && secret === this.server.secret) {
         this.authenticated = true;
         const result: Record<string, unknown> = { clientID: this.clientId };
         if (this.server.generation === 2) result.maxMsgSize = this.server.maxMsgSize;
+        if (this.server.capabilities) result.capabilities = this.server.capabilities;
         this.reply({ wslink: '1.0', id, result });
-      } else {
+      } else if (method === 'wslink.hello') {
         this.reply({ wslink: '1.0', id, error: { code: -32000, message: 'Authentication failed' } });
+      } else if (offersSubscriptions && (method === 'wslink.subscribe' || method === 'wslink.unsubscribe')) {
+        this.declaration(id, method, args);
+      } else {
+        // What Kitware's Python server answers to any other system method.
+        this.reply({ wslink: '1.0', id, error: { code: -32601, message: 'Unknown system method called' } });
       }
       return;
     }
@@ -205,6 +224,28 @@ export class FakeConnection {
         this.reply({ wslink: '1.0', id, error: { code: -32001, message: 'Exception raised', data: { method, exception: String(e) } } });
       }
     }
+  }
+
+  /** Our server's answer to a declaration (PROTOCOL.md §8), limit included. */
+  private declaration(id: string, method: string, args: unknown[]): void {
+    const topic = args[0];
+    if (!this.authenticated) {
+      this.reply({ wslink: '1.0', id, error: { code: -32000, message: 'Unauthorized: Skip message processing' } });
+      return;
+    }
+    if (args.length !== 1 || typeof topic !== 'string') {
+      this.reply({ wslink: '1.0', id, error: { code: -32001, message: `${method} takes [topic]` } });
+      return;
+    }
+    const declared = (this.declared ??= new Set());
+    const limit = this.server.maxSubscriptions;
+    if (method === 'wslink.subscribe' && !declared.has(topic) && declared.size >= limit) {
+      this.reply({ wslink: '1.0', id, error: { code: -32001, message: `too many subscriptions on this connection (limit ${limit})` } });
+      return;
+    }
+    if (method === 'wslink.subscribe') declared.add(topic);
+    else declared.delete(topic);
+    this.reply({ wslink: '1.0', id, result: true });
   }
 
   /** Sends a message as the server would (chunked 2.x, or 1.x with attachments). */
@@ -245,6 +286,8 @@ export class FakeServer {
   secret: string;
   maxMsgSize: number;
   handlers: Record<string, Handler>;
+  capabilities: string[] | undefined;
+  maxSubscriptions: number;
   nextKey = 0;
   /** When set, requests wait for it before being handled. */
   hold: Promise<void> | null = null;
@@ -265,6 +308,8 @@ export class FakeServer {
     this.generation = options.generation ?? 2;
     this.secret = options.secret ?? 'wslink-secret';
     this.maxMsgSize = options.maxMsgSize ?? 4 * 1024 * 1024;
+    this.capabilities = options.capabilities;
+    this.maxSubscriptions = options.maxSubscriptions ?? 1024;
     this.handlers = {
       'test.add': (args) => (args[0] as number) + (args[1] as number),
       'test.echo': (args) => args[0],
@@ -317,10 +362,13 @@ export class FakeServer {
     if (i !== -1) this.connections.splice(i, 1);
   }
 
-  /** Publishes to every authenticated connection, as wslink does. */
+  /**
+   * Publishes to every authenticated connection, as wslink does, except
+   * those that declared their topics and not this one (as our server does).
+   */
   publish(topic: string, value: unknown, n = 0): void {
     for (const conn of this.connections) {
-      if (conn.authenticated) conn.reply({ wslink: '1.0', id: `publish:${topic}:${n}`, result: value });
+      if (conn.authenticated && (conn.declared === null || conn.declared.has(topic))) conn.reply({ wslink: '1.0', id: `publish:${topic}:${n}`, result: value });
     }
   }
 
