@@ -92,7 +92,7 @@ impl Row {
                 None => "?".into(),
             },
             Check::MaxOurs(max) => match self.value(Target::Ours2) {
-                Some(v) => yes(v <= max, format!("{} ≤ {max}", fmt(v))),
+                Some(v) => yes(v <= max, format!("{}, at most {max}", fmt(v))),
                 None => "?".into(),
             },
             Check::MaxCopies(max) => {
