@@ -190,7 +190,16 @@ impl Api {
             _ => {}
         }
         match &self.sessions.config().configuration.content {
-            Some(root) => crate::content::serve(root, &method, &path, req.uri().query()).await,
+            Some(root) => {
+                wslink_static::serve(
+                    root,
+                    &method,
+                    &path,
+                    req.uri().query(),
+                    wslink_static::Symlinks::StayInside,
+                )
+                .await
+            }
             None if method == Method::GET || method == Method::HEAD => error(404, "Not Found"),
             None => error(405, "Method Not Allowed"),
         }

@@ -36,7 +36,6 @@
 
 pub mod api;
 pub mod config;
-mod content;
 mod error;
 pub mod pool;
 mod process;

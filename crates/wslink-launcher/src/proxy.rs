@@ -33,7 +33,6 @@ use tracing::{info, warn};
 
 use crate::api::json_response;
 use crate::config::ProxySettings;
-use crate::content::percent_decode;
 use crate::sessions::{SessionManager, Unreachable};
 
 /// Bytes buffered per direction of a proxied connection.
@@ -62,7 +61,7 @@ fn parse_query(query: &str) -> (Option<String>, Option<String>) {
     let mut path = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(&value.replace('+', " "));
+        let value = wslink_static::percent_decode(&value.replace('+', " "));
         match key {
             "sessionId" => id = value,
             "path" => path = value,

@@ -29,7 +29,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod content;
 pub mod forward;
 pub mod pairing;
 mod route;
@@ -344,7 +343,14 @@ async fn handle(
     let path = req.uri().path().to_owned();
     let Some(vars) = inner.route.matches(&path) else {
         if let (Some(www), &Method::GET | &Method::HEAD) = (&inner.config.www, req.method()) {
-            return content::serve(www, &path, req.uri().query()).await;
+            return wslink_static::serve(
+                www,
+                req.method(),
+                &path,
+                req.uri().query(),
+                wslink_static::Symlinks::StayInside,
+            )
+            .await;
         }
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };

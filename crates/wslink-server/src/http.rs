@@ -3,7 +3,6 @@
 //! one origin.
 
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -98,19 +97,10 @@ async fn static_route(
         return plain(StatusCode::NOT_FOUND, "not found\n");
     }
     if path == "/" && (method == Method::GET || method == Method::HEAD) {
-        let mut location = String::from("index.html");
-        if !query.is_empty() {
-            location.push('?');
-            location.push_str(&query);
-        }
-        let mut r = plain(StatusCode::FOUND, "302: Found\n");
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        return r;
+        return wslink_static::redirect_to_index(Some(&query));
     }
-    let Some(decoded) = percent_decode(&path) else {
-        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    let Some(decoded) = wslink_static::decode_path(&path) else {
+        return wslink_static::not_found();
     };
     let mount = config
         .fs_endpoints
@@ -120,9 +110,9 @@ async fn static_route(
     let (root, rest) = match (mount, &config.content) {
         (Some((prefix, dir)), _) => (dir, &decoded[prefix.len()..]),
         (None, Some(dir)) => (dir, decoded.as_str()),
-        (None, None) => return plain(StatusCode::NOT_FOUND, "not found\n"),
+        (None, None) => return wslink_static::not_found(),
     };
-    static_file(root, method, rest, config.follow_symlinks).await
+    wslink_static::serve_decoded(root, &method, rest, config.follow_symlinks.into()).await
 }
 
 /// Whether `path` is `prefix` or below it, segment-wise (`/data` holds
@@ -280,125 +270,6 @@ fn owned_uri(uri: &hyper::Uri) -> hyper::Uri {
         .unwrap_or_else(|_| uri.clone())
 }
 
-/// Maps a URL path to a file under `root`, refusing anything that would
-/// leave it (`..`, absolute parts, encoded separators).
-#[cfg(test)]
-fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    resolve_decoded(root, &percent_decode(url_path)?)
-}
-
-/// [`resolve`] for a path already percent-decoded (decoding twice would
-/// turn `%252e` into `.`).
-fn resolve_decoded(root: &Path, decoded: &str) -> Option<PathBuf> {
-    let mut path = root.to_path_buf();
-    for part in Path::new(decoded.trim_start_matches('/')).components() {
-        match part {
-            Component::Normal(p) => path.push(p),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    Some(path)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            let b = u8::from_str_radix(hex, 16).ok()?;
-            // An encoded separator or NUL would smuggle a path past `resolve`.
-            if b == b'/' || b == b'\\' || b == 0 {
-                return None;
-            }
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "ico" => "image/x-icon",
-        "wasm" => "application/wasm",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-async fn static_file(
-    root: &Path,
-    method: Method,
-    decoded_path: &str,
-    follow_symlinks: bool,
-) -> HttpResponse {
-    if method != Method::GET && method != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    }
-    let Some(mut path) = resolve_decoded(root, decoded_path) else {
-        return plain(StatusCode::BAD_REQUEST, "bad path\n");
-    };
-    if tokio::fs::metadata(&path)
-        .await
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        path.push("index.html");
-    }
-    // `resolve` keeps the path lexically under the root; a symbolic link
-    // inside it could still point anywhere, so the real path must stay
-    // under the real root too (as aiohttp's static route insists), unless
-    // following links was asked for (WSLINK_FOLLOW_SYMLINKS).
-    let inside = follow_symlinks
-        || match (
-            tokio::fs::canonicalize(root).await,
-            tokio::fs::canonicalize(&path).await,
-        ) {
-            (Ok(real_root), Ok(real)) => real.starts_with(&real_root),
-            _ => false,
-        };
-    if !inside {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    }
-    let read = if method == Method::HEAD {
-        tokio::fs::metadata(&path)
-            .await
-            .map(|m| (m.len() as usize, Bytes::new()))
-    } else {
-        tokio::fs::read(&path)
-            .await
-            .map(|data| (data.len(), Bytes::from(data)))
-    };
-    match read {
-        Ok((len, body)) => {
-            let mut r = Response::new(Full::new(body));
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(&path)),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            r
-        }
-        Err(_) => plain(StatusCode::NOT_FOUND, "not found\n"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,19 +286,5 @@ mod tests {
         let range = buffer.as_ptr_range();
         assert!(!range.contains(&h[header::ACCEPT].as_bytes().as_ptr()));
         assert!(!range.contains(&u.path().as_ptr()));
-    }
-
-    #[test]
-    fn paths_stay_under_the_root() {
-        let root = Path::new("/srv/www");
-        assert_eq!(
-            resolve(root, "/a/b.js"),
-            Some(PathBuf::from("/srv/www/a/b.js"))
-        );
-        assert_eq!(resolve(root, "/"), Some(PathBuf::from("/srv/www")));
-        assert_eq!(resolve(root, "/../etc/passwd"), None);
-        assert_eq!(resolve(root, "/a/%2e%2e/%2e%2e/etc"), None);
-        assert_eq!(resolve(root, "/a%2fb"), None);
-        assert_eq!(resolve(root, "/%41"), Some(PathBuf::from("/srv/www/A")));
     }
 }
