@@ -339,6 +339,8 @@ async fn forward_mode_names_the_browser_in_x_forwarded_for() {
         while let Ok((tcp, _)) = target.accept().await {
             let seen_tx = seen_tx.clone();
             tokio::spawn(async move {
+                // The Err type is tungstenite's Callback signature, not ours.
+                #[allow(clippy::result_large_err)]
                 let record = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                               resp| {
                     let xff = req
