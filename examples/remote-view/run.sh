@@ -8,7 +8,8 @@
 # bundles the page (unmodified vtk.js RemoteView + npm wslink's
 # SmartConnect, with esbuild; `npm ci` from the committed lock file), then
 # builds and runs the remote-view server in release mode.
-# Flags: --host --port (0: any free port) --secret --www.
+# Flags: --host --port (0: any free port) --authKey-file (or --secret, or
+# WSLINK_AUTH_KEY) --trusted-proxy --www.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 

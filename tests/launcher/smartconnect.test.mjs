@@ -402,6 +402,10 @@ test('the README\'s launcher config: vtk.js RemoteView of the remote-view demo t
     await tab.goto(`http://127.0.0.1:${port}/?ws=${answer.sessionURL}&secret=${answer.secret}`);
     await tab.waitForFunction(() => window.remoteView && window.remoteView.frames.length > 0, null, { timeout: 30000 });
     assert.match(launcher.log(), /proxy: 127\.0\.0\.1:\d+ connected to session/);
+    // The session got its secret through ${secretFile}: no command line shows it.
+    const sessions = markedProcesses().filter((p) => p.cmd.includes('remote-view') && p.cmd.includes('--authKey-file'));
+    assert.equal(sessions.length, 1, JSON.stringify(markedProcesses()));
+    assert.ok(!markedProcesses().some((p) => p.cmd.includes(answer.secret)), 'the secret is on a command line');
   } finally {
     await tab.close();
     const how = await launcher.stop();

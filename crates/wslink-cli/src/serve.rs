@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use wslink_server::{conformance, Server};
+use wslink_server::{conformance, AuthThrottle, Server, TrustedProxies};
 
 /// The options of `wslink serve`: every flag of Kitware's `python -m
 /// wslink.server` 2.6.0 (`wslink.server.add_arguments`), same spelling and
@@ -56,6 +56,35 @@ pub struct ServeArgs {
     /// the secret is the well-known default (without this, only warn).
     #[arg(long)]
     pub refuse_default_secret: bool,
+    /// Failed hellos from one client address within --auth-window that get
+    /// it refused (HTTP 429) for --auth-ban; 0: no per-address limit.
+    #[arg(long, value_name = "N", default_value_t = AuthThrottle::default().max_failures)]
+    pub auth_max_failures: u32,
+    /// The window, in seconds, failed hellos are counted in (from an
+    /// address's first failure).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = AuthThrottle::default().window.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=MAX_THROTTLE_SECS)
+    )]
+    pub auth_window: u64,
+    /// How long, in seconds, a banned address is refused.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = AuthThrottle::default().ban.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=MAX_THROTTLE_SECS)
+    )]
+    pub auth_ban: u64,
+    /// A reverse proxy in front of this server (an IP address or a CIDR
+    /// network; repeat the flag or separate with commas). From it, the
+    /// client is the right-most X-Forwarded-For address that is not itself
+    /// a trusted proxy: that address is what --auth-max-failures counts and
+    /// what logs show. From any other peer the header is ignored. None by
+    /// default.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[,ADDR...]")]
+    pub trusted_proxy: Vec<wslink_server::TrustedProxies>,
     /// Stop after this many seconds without any WebSocket client (0 or
     /// less: never).
     #[arg(
@@ -119,6 +148,9 @@ pub struct ServeArgs {
     )]
     pub broker_prefix: String,
 }
+
+/// The longest --auth-window and --auth-ban: a year.
+const MAX_THROTTLE_SECS: u64 = 365 * 24 * 3600;
 
 /// How long `wslink serve --broker` waits for the broker before it says it
 /// is ready anyway (the link keeps trying in the background).
@@ -237,6 +269,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     builder = builder
         .secret(secret)
         .allowed_origins(args.allowed_origins)
+        .auth_throttle(AuthThrottle {
+            max_failures: args.auth_max_failures,
+            window: Duration::from_secs(args.auth_window),
+            ban: Duration::from_secs(args.auth_ban),
+        })
+        .trusted_proxies({
+            let mut all = TrustedProxies::none();
+            all.extend(args.trusted_proxy);
+            all
+        })
         .refuse_public_default_secret(args.refuse_default_secret)
         .ws_endpoint(args.ws_endpoint)
         .websocket(!args.no_ws_endpoint)

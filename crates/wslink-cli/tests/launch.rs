@@ -1,5 +1,6 @@
 //! `wslink launch` as a process, starting `wslink serve --conformance`
-//! sessions: the built-in proxy, streams side by side, the secret kept off
+//! sessions: the built-in proxy, streams side by side, failed hellos
+//! counted per browser behind the proxy, the secret kept off
 //! command lines and out of logs, and nothing left running once the
 //! launcher is stopped by SIGTERM or SIGINT.
 #![cfg(unix)]
@@ -186,7 +187,12 @@ fn config(dir: &Path, ports: &[u16], proxy: bool) -> Json {
         "apps": {
             "file": { "cmd": serve(&["--authKey-file", "${secretFile}"]), "ready_line": "wslink server on" },
             "env": { "cmd": serve(&[]), "env": { "WSLINK_AUTH_KEY": "${secret}" }, "ready_line": "wslink server on" },
-            "argv": { "cmd": serve(&["--authKey", "${secret}"]), "ready_line": "wslink server on" }
+            "argv": { "cmd": serve(&["--authKey", "${secret}"]), "ready_line": "wslink server on" },
+            // Behind the proxy: with and without trusting its X-Forwarded-For.
+            "trusting": { "cmd": serve(&["--authKey-file", "${secretFile}", "--auth-max-failures", "3",
+                                         "--trusted-proxy", "127.0.0.1"]), "ready_line": "wslink server on" },
+            "untrusting": { "cmd": serve(&["--authKey-file", "${secretFile}", "--auth-max-failures", "3"]),
+                            "ready_line": "wslink server on" }
         }
     })
 }
@@ -401,6 +407,66 @@ async fn a_stalled_reader_slows_no_other_session_and_the_proxy_buffers_nothing()
         "A's connection is still there, stalled"
     );
     drop(stalled);
+}
+
+/// A 1.x hello through the proxy from a chosen loopback address (each
+/// is another browser to the launcher): `Ok(accepted)`, or the HTTP status
+/// that refused the upgrade.
+async fn hello_from(from: &str, url: &str, addr: SocketAddr, secret: &str) -> Result<bool, u16> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut ws = match tokio_tungstenite::client_async(url, stream).await {
+        Ok((ws, _)) => ws,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => return Err(r.status().as_u16()),
+        Err(e) => panic!("{from}: {e}"),
+    };
+    let hello = json!({"wslink": "1.0", "id": "system:c0:0", "method": "wslink.hello",
+                       "args": [{"secret": secret}], "kwargs": {}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a hello reply")
+        .expect("open")
+        .unwrap();
+    let reply: Json = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    Ok(reply.get("result").is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_proxy_one_browsers_guesses_do_not_ban_another() {
+    let ports = free_ports(2);
+    let launched = Launched::start(|dir| config(dir, &ports, true));
+    let (guesser, user) = ("127.0.0.2", "127.0.0.3");
+    for (app, trusts) in [("trusting", true), ("untrusting", false)] {
+        let (status, session) = launched.post(json!({"application": app}));
+        assert_eq!(status, 200, "{session}");
+        let url = launched.proxy_url(session["id"].as_str().unwrap());
+        let secret = session["secret"].as_str().unwrap();
+
+        for _ in 0..3 {
+            assert_eq!(
+                hello_from(guesser, &url, launched.addr, "guess").await,
+                Ok(false)
+            );
+        }
+        assert_eq!(
+            hello_from(guesser, &url, launched.addr, secret).await,
+            Err(429),
+            "{app}: the guesser is banned, through the proxy"
+        );
+        let real_user = hello_from(user, &url, launched.addr, secret).await;
+        if trusts {
+            // The session counts the address the proxy forwards.
+            assert_eq!(real_user, Ok(true), "{app}: another browser gets in");
+        } else {
+            // The problem --trusted-proxy solves: every browser is the
+            // proxy's 127.0.0.1 to the session, so all share the ban.
+            assert_eq!(real_user, Err(429), "{app}");
+        }
+    }
 }
 
 #[test]

@@ -325,3 +325,121 @@ fn unique_prefixes_of_long_flags_work_as_in_argparse() {
     let mut serve = Serve::start(&["--time", "0", "--deb", "--nosig"], &[]);
     assert_eq!(serve.read_line(), "wslink: Starting factory");
 }
+
+/// The ws:// URL from the first line.
+fn ws_url(serve: &Serve) -> String {
+    serve.lines[0]
+        .strip_prefix("wslink server on ")
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn throttle_and_trusted_proxy_flags_refuse_bad_values_by_name() {
+    let year = "31536000";
+    for (args, names) in [
+        (&["--auth-window", "0"][..], "--auth-window"),
+        (&["--auth-window", "31536001"][..], "--auth-window"),
+        (&["--auth-ban", "0"][..], "--auth-ban"),
+        (&["--auth-ban", "31536001"][..], "--auth-ban"),
+        (&["--auth-ban", "1.5"][..], "--auth-ban"),
+        (&["--auth-max-failures", "-1"][..], "-1"),
+        (
+            &["--auth-max-failures", "4294967296"][..],
+            "--auth-max-failures",
+        ),
+        (&["--trusted-proxy", "localhost"][..], "--trusted-proxy"),
+        (&["--trusted-proxy", "10.0.0.0/33"][..], "--trusted-proxy"),
+        (&["--trusted-proxy", "127.0.0.1,::1/129"][..], "::1/129"),
+    ] {
+        let out = run(args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(names), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} started");
+    }
+    // The edges themselves are taken.
+    for args in [
+        &["--auth-window", "1", "--auth-ban", "1"][..],
+        &["--auth-window", year, "--auth-ban", year][..],
+        &["--auth-max-failures", "0"][..],
+        &["--auth-max-failures", "4294967295"][..],
+        &[
+            "--trusted-proxy",
+            "127.0.0.1,::1",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "0.0.0.0/0",
+        ][..],
+    ] {
+        let mut serve = Serve::start(args, &[]);
+        assert_eq!(serve.read_line(), "wslink: Starting factory", "{args:?}");
+    }
+}
+
+#[test]
+fn auth_flags_set_the_per_address_limit() {
+    // Two wrong secrets ban the address for a second.
+    let serve = Serve::start(
+        &[
+            "--conformance",
+            "--secret",
+            "s3",
+            "--auth-max-failures",
+            "2",
+            "--auth-ban",
+            "1",
+        ],
+        &[],
+    );
+    let url = ws_url(&serve);
+    for _ in 0..2 {
+        let err = String::from_utf8_lossy(&call(&url, "wrong").stderr).into_owned();
+        assert!(err.contains("authentication failed"), "{err}");
+    }
+    let banned = Instant::now();
+    let out = call(&url, "s3");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("429"));
+    // The ban ends after --auth-ban.
+    loop {
+        let out = call(&url, "s3");
+        if out.status.success() {
+            break;
+        }
+        assert!(String::from_utf8_lossy(&out.stderr).contains("429"));
+        assert!(
+            banned.elapsed() < Duration::from_secs(5),
+            "still banned 5 s after a 1 s ban"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(banned.elapsed() >= Duration::from_millis(500));
+
+    // 0: no per-address limit; the same guesses ban nobody.
+    let serve = Serve::start(
+        &[
+            "--conformance",
+            "--secret",
+            "s3",
+            "--auth-max-failures",
+            "0",
+        ],
+        &[],
+    );
+    let url = ws_url(&serve);
+    for _ in 0..40 {
+        assert_eq!(call(&url, "wrong").status.code(), Some(3));
+    }
+    assert!(call(&url, "s3").status.success());
+
+    // The default bans at 30, as the server library does.
+    let serve = Serve::start(&["--conformance", "--secret", "s3"], &[]);
+    let url = ws_url(&serve);
+    for i in 0..30 {
+        let err = String::from_utf8_lossy(&call(&url, "wrong").stderr).into_owned();
+        assert!(err.contains("authentication failed"), "try {i}: {err}");
+    }
+    assert!(String::from_utf8_lossy(&call(&url, "s3").stderr).contains("429"));
+}

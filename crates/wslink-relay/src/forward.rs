@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::side::{next_data, Read, Rx, SendFailed, Side};
@@ -60,6 +62,20 @@ pub(crate) fn target_url(vars: &std::collections::HashMap<String, String>) -> Op
     ))
 }
 
+/// The `X-Forwarded-For` for the target: the browser's own header, if
+/// any (a proxy in front of the relay), then the address the relay saw.
+pub(crate) fn forwarded_for(headers: &hyper::HeaderMap, peer: std::net::IpAddr) -> String {
+    let mut list: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    list.push(peer.to_canonical().to_string());
+    list.join(", ")
+}
+
 /// Connects to the target and carries messages both ways until either side
 /// leaves; then both are closed.
 pub(crate) async fn serve(
@@ -69,11 +85,17 @@ pub(crate) async fn serve(
     browser: Arc<Side>,
     mut browser_rx: Rx,
     ws_config: WebSocketConfig,
+    forwarded_for: String,
 ) {
-    let connected = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false),
-    )
+    let connected = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut request = url.as_str().into_client_request()?;
+        // The target sees the relay's address; this names the browser, for
+        // a server that trusts the relay (`wslink serve --trusted-proxy`).
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            request.headers_mut().insert("x-forwarded-for", value);
+        }
+        tokio_tungstenite::connect_async_with_config(request, Some(ws_config), false).await
+    })
     .await;
     let target = match connected {
         Ok(Ok((ws, _))) => ws,

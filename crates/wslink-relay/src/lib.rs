@@ -394,7 +394,7 @@ async fn handle(
                     "another client is already connected to this target\n",
                 );
             };
-            Some((url, claim))
+            Some((url, claim, forward::forwarded_for(req.headers(), peer.ip())))
         }
     };
     let hints = pairing::Hints::from_headers(req.headers());
@@ -428,7 +428,7 @@ async fn handle(
         let mut closing = inner.closing.subscribe();
         let work = async {
             match forward {
-                Some((url, claim)) => {
+                Some((url, claim, forwarded_for)) => {
                     forward::serve(
                         inner.settings.clone(),
                         url,
@@ -436,6 +436,7 @@ async fn handle(
                         side.clone(),
                         rx,
                         ws_config,
+                        forwarded_for,
                     )
                     .await
                 }

@@ -329,6 +329,65 @@ async fn forward_mode_connects_to_the_target_once_per_browser() {
     );
 }
 
+#[tokio::test]
+async fn forward_mode_names_the_browser_in_x_forwarded_for() {
+    // The target records the header of each upgrade it gets.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = target.local_addr().unwrap().port();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = target.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                // The Err type is tungstenite's Callback signature, not ours.
+                #[allow(clippy::result_large_err)]
+                let record = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                              resp| {
+                    let xff = req
+                        .headers()
+                        .get("x-forwarded-for")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    let _ = seen_tx.send(xff);
+                    Ok(resp)
+                };
+                let mut ws = tokio_tungstenite::accept_hdr_async(tcp, record)
+                    .await
+                    .unwrap();
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    let (_relay, addr) = start(RelayConfig {
+        mode: Mode::Forward,
+        ..RelayConfig::default()
+    })
+    .await;
+    let url = format!("ws://{addr}/proxy/{port}");
+    let browser = connect(&url, &[]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("127.0.0.1"));
+    drop(browser);
+    // Behind another proxy: its header goes on, the relay's peer last (a
+    // server trusting both finds the browser left of them).
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(ws) = connect(&url, &[("x-forwarded-for", "203.0.113.7")]).await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _again = again.expect("the target is free again");
+    let got = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("203.0.113.7, 127.0.0.1"));
+}
+
 /// One raw HTTP/1.1 GET; the status line and the whole answer.
 async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -11,7 +11,7 @@ use wslink_core::codec::{v1, v2};
 use wslink_core::protocol::DEFAULT_MAX_MSG_SIZE;
 use wslink_core::Generation;
 
-use crate::policy::{AllowedOrigins, AuthThrottle};
+use crate::policy::{AllowedOrigins, AuthThrottle, TrustedProxies};
 
 /// Bounds that keep one connection from taking more than its share.
 ///
@@ -216,6 +216,9 @@ pub struct ServerConfig {
     /// Refuse to listen on a non-loopback address with the default secret
     /// (by default this only warns, as Python's server starts silently).
     pub refuse_public_default_secret: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`--trusted-proxy`); none by default, so the header is ignored.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -239,6 +242,7 @@ impl std::fmt::Debug for ServerConfig {
                 "refuse_public_default_secret",
                 &self.refuse_public_default_secret,
             )
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -261,6 +265,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             allowed_origins: AllowedOrigins::default(),
             refuse_public_default_secret: false,
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }

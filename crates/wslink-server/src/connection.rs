@@ -86,8 +86,19 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let span =
-        tracing::info_span!("wslink_connection", client = %info.client_id, peer = ?info.peer);
+    let span = tracing::info_span!(
+        "wslink_connection",
+        client = %info.client_id,
+        peer = ?info.peer,
+        forwarded_for = tracing::field::Empty
+    );
+    // Behind a trusted proxy the peer is the proxy: the lines say whom for.
+    if let Some(ip) = info
+        .client_ip
+        .filter(|ip| Some(*ip) != info.peer.map(|p| p.ip().to_canonical()))
+    {
+        span.record("forwarded_for", tracing::field::display(ip));
+    }
     async move {
         let info = Arc::new(info);
         let limits = shared.config.limits;
@@ -639,7 +650,7 @@ impl Conn {
             });
             return Ok(());
         }
-        let peer_ip = self.info.peer.map(|p| p.ip());
+        let peer_ip = self.info.client_ip;
         // An address banned since this connection opened (by its other
         // connections) gets no more guesses on this one either.
         if let Some(ip) = peer_ip {
@@ -693,6 +704,7 @@ impl Conn {
             });
             if let Some(ban) = peer_ip.and_then(|ip| self.shared.throttle.failed(ip)) {
                 tracing::warn!(
+                    client = ?self.info.client_ip,
                     peer = ?self.info.peer,
                     ban_secs = ban.as_secs_f64(),
                     "address banned: too many failed wslink.hello attempts"

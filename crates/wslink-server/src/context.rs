@@ -1,6 +1,6 @@
 //! What a handler knows about the call it serves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use hyper::http::{HeaderMap, Uri};
@@ -25,6 +25,9 @@ use crate::publisher::Publisher;
 pub struct ConnectionInfo {
     pub(crate) client_id: Arc<str>,
     pub(crate) peer: Option<SocketAddr>,
+    /// The client's address: the peer's, or the one a trusted proxy
+    /// forwarded.
+    pub(crate) client_ip: Option<IpAddr>,
     pub(crate) uri: Uri,
     pub(crate) headers: HeaderMap,
     pub(crate) relayed: bool,
@@ -102,6 +105,26 @@ impl ConnectionInfo {
         self.peer
     }
 
+    /// The client's address: the peer's, or, when the peer is a trusted
+    /// proxy ([`ServerBuilder::trusted_proxies`](crate::ServerBuilder::trusted_proxies)),
+    /// the one it forwarded in `X-Forwarded-For`. This is the address the
+    /// failed-hello limit counts. `None` when there is no peer address.
+    ///
+    /// ```
+    /// use wslink_server::Server;
+    ///
+    /// let server = Server::builder()
+    ///     .trusted_proxies("127.0.0.1".parse().unwrap())
+    ///     .on_connect(|conn| {
+    ///         tracing::info!(client = ?conn.client_ip(), via = ?conn.peer_addr(), "connected");
+    ///     })
+    ///     .build();
+    /// # drop(server);
+    /// ```
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.client_ip
+    }
+
     /// The URI of the WebSocket upgrade request (query string included).
     ///
     /// The query string is how a page passes what its npm client's hello
@@ -137,6 +160,7 @@ impl ConnectionInfo {
     ///     .on_connect(|conn| {
     ///         // Behind a proxy the peer address is the proxy's; it passes the
     ///         // browser's own in a header.
+    ///         // (`ServerBuilder::trusted_proxies` decides whether to believe it.)
     ///         let forwarded = conn.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     ///         tracing::info!(client = conn.client_id(), ?forwarded, "connected");
     ///     })

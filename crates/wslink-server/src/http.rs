@@ -182,13 +182,22 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
         tracing::warn!(
             origin = origin.unwrap_or_default(),
             peer = ?peer,
+            forwarded_for = ?req.headers().get("x-forwarded-for"),
             allowed = %shared.config.allowed_origins,
             "WebSocket upgrade refused: origin not allowed"
         );
         return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
-    if let Some(Verdict::Banned(left)) = peer.map(|p| shared.throttle.check(p.ip())) {
-        tracing::info!(peer = ?peer, "WebSocket upgrade refused: too many failed hellos from this address");
+    // Behind a trusted proxy the browser's address, not the proxy's: one
+    // guesser must not ban everyone who comes through it.
+    let client_ip = peer.map(|p| {
+        shared
+            .config
+            .trusted_proxies
+            .client_ip(p.ip(), req.headers())
+    });
+    if let Some(Verdict::Banned(left)) = client_ip.map(|ip| shared.throttle.check(ip)) {
+        tracing::info!(client = ?client_ip, peer = ?peer, "WebSocket upgrade refused: too many failed hellos from this address");
         let mut r = plain(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed wslink.hello attempts from this address\n",
@@ -209,6 +218,7 @@ fn upgrade<B>(server: &Server, req: &mut Request<B>, peer: Option<SocketAddr>) -
     let info = ConnectionInfo {
         client_id: Arc::from(format!("c{}", uuid::Uuid::new_v4().simple())),
         peer,
+        client_ip,
         uri: owned_uri(req.uri()),
         headers: owned_headers(req.headers()),
         relayed: false,

@@ -70,7 +70,7 @@ pub use http::HttpResponse;
 /// Header types of [`ServerBuilder::http_headers`] (the `http` crate's, through hyper).
 pub use hyper::http::{HeaderMap, HeaderName, HeaderValue};
 pub use metrics::MetricsSnapshot;
-pub use policy::{AllowedOrigins, AuthThrottle, OriginError};
+pub use policy::{AllowedOrigins, AuthThrottle, OriginError, TrustedProxies, TrustedProxyError};
 pub use publisher::{PublishError, Publisher, TopicPolicy};
 pub use reverse::{ReverseConnection, ReverseError};
 pub use server::{Listener, Server, ServerBuilder, ServerError, Validator};

@@ -282,6 +282,7 @@ impl ReverseConnection {
             // No address: browsers all come through the relay's, so the
             // per-address throttle would ban them together.
             peer: None,
+            client_ip: None,
             uri,
             headers: HeaderMap::new(),
             relayed: true,

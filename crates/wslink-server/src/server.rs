@@ -22,7 +22,7 @@ use crate::handler::{BoxFuture, HandlerError, LinkProtocol, Methods};
 use crate::listeners::Listeners;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outbound::Outbound;
-use crate::policy::{AllowedOrigins, Throttle};
+use crate::policy::{AllowedOrigins, Throttle, TrustedProxies};
 use crate::publisher::{Publisher, TopicPolicy};
 
 /// Decides whether a hello's secret is good: `(secret, client_id)`.
@@ -483,6 +483,28 @@ impl ServerBuilder {
         self
     }
 
+    /// The reverse proxies whose `X-Forwarded-For` names the client
+    /// (`--trusted-proxy`). When a connection comes from one of them, the
+    /// right-most forwarded address that is not itself a trusted proxy is
+    /// the client's: the failed-hello limit counts it, logs show it and
+    /// [`ConnectionInfo::client_ip`](crate::ConnectionInfo::client_ip)
+    /// returns it. The header is ignored from every other peer, so a
+    /// client cannot shed its ban by claiming another address. None by
+    /// default.
+    ///
+    /// ```
+    /// use wslink_server::{Server, TrustedProxies};
+    ///
+    /// // Sessions behind `wslink launch`'s proxy on the same machine.
+    /// let proxies: TrustedProxies = "127.0.0.1,::1".parse().unwrap();
+    /// let server = Server::builder().trusted_proxies(proxies).build();
+    /// assert!(server.config().trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config.trusted_proxies = proxies;
+        self
+    }
+
     /// Makes [`Server::bind`] fail, rather than warn, when the address is
     /// not a loopback one and the secret is wslink's well-known default.
     ///
@@ -771,6 +793,29 @@ impl ServerBuilder {
     /// ```
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;
+        self
+    }
+
+    /// How failed hellos are limited per client address (`--auth-max-failures`,
+    /// `--auth-window`, `--auth-ban`), leaving the other [`Limits`] as they
+    /// are (after [`ServerBuilder::apply_env`], say). A ban longer than a
+    /// year is kept for a year.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wslink_server::{AuthThrottle, Server};
+    ///
+    /// let server = Server::builder()
+    ///     .auth_throttle(AuthThrottle {
+    ///         max_failures: 10,
+    ///         window: Duration::from_secs(60),
+    ///         ban: Duration::from_secs(3600),
+    ///     })
+    ///     .build();
+    /// assert_eq!(server.config().limits.auth_throttle.max_failures, 10);
+    /// ```
+    pub fn auth_throttle(mut self, throttle: crate::AuthThrottle) -> Self {
+        self.config.limits.auth_throttle = throttle;
         self
     }
 

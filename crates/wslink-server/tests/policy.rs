@@ -1,5 +1,6 @@
 //! Who gets in: origins at the upgrade, failed hellos limited per address
-//! across connections, and the default secret on a public address.
+//! across connections (the address behind a trusted proxy), and the default
+//! secret on a public address.
 
 mod support;
 
@@ -12,7 +13,9 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 use wslink_core::protocol::codes;
 use wslink_core::{Generation, Message};
-use wslink_server::{conformance, AllowedOrigins, AuthThrottle, Limits, Server, ServerError};
+use wslink_server::{
+    conformance, AllowedOrigins, AuthThrottle, Limits, Server, ServerError, TrustedProxies,
+};
 
 const SECRET: &str = "wslink-secret";
 const HOME: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -199,6 +202,121 @@ async fn the_ban_reaches_open_connections_ends_and_success_forgives() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(banned_at.elapsed() >= Duration::from_millis(200));
+}
+
+/// Connects from `from` with `X-Forwarded-For: forwarded` and says hello.
+async fn attempt_via(
+    url: &str,
+    from: IpAddr,
+    forwarded: &str,
+    secret: &str,
+) -> Result<Message, tungstenite::Error> {
+    let mut peer =
+        Peer::connect_from_with(url, Generation::V2, from, &[("x-forwarded-for", forwarded)])
+            .await?;
+    Ok(peer.hello(secret).await)
+}
+
+fn is_429(outcome: &Result<Message, tungstenite::Error>) -> bool {
+    matches!(outcome, Err(tungstenite::Error::Http(r)) if r.status() == 429)
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_address_is_throttled_alone() {
+    let limits = Limits {
+        auth_throttle: AuthThrottle {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            ban: Duration::from_secs(300),
+        },
+        ..Limits::default()
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    // HOME plays the proxy; NEIGHBOUR is a client reaching the server
+    // directly.
+    let server = Server::builder()
+        .limits(limits)
+        .trusted_proxies(HOME.to_string().parse::<TrustedProxies>().unwrap())
+        .on_connect(move |conn| log.lock().unwrap().push(conn.client_ip()))
+        .build();
+    let (url, _) = start(&server).await;
+    let (guesser, user) = ("203.0.113.1", "203.0.113.2");
+
+    for _ in 0..3 {
+        let reply = attempt_via(&url, HOME, guesser, "guess").await.unwrap();
+        assert_eq!(error_code(&reply), codes::AUTHENTICATION_ERROR);
+    }
+    assert!(is_429(&attempt_via(&url, HOME, guesser, SECRET).await));
+    // The same proxy carries another user, who is not banned.
+    result(attempt_via(&url, HOME, user, SECRET).await.unwrap());
+    // The guesser cannot pose as the user: the proxy appends what it saw,
+    // and only the right-most untrusted entry counts.
+    let forged = format!("{user}, {guesser}");
+    assert!(is_429(&attempt_via(&url, HOME, &forged, SECRET).await));
+    // Through the proxy without the header: the proxy's own address, which
+    // is not banned either.
+    result(attempt(&url, HOME, SECRET).await.unwrap());
+    {
+        let seen = seen.lock().unwrap();
+        let user_ip: IpAddr = user.parse().unwrap();
+        let guesser_ip: IpAddr = guesser.parse().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            [
+                Some(guesser_ip),
+                Some(guesser_ip),
+                Some(guesser_ip),
+                Some(user_ip),
+                Some(HOME)
+            ],
+            "ConnectionInfo::client_ip"
+        );
+    }
+
+    // From a peer that is not trusted the header means nothing: naming the
+    // banned address does not get NEIGHBOUR refused...
+    result(attempt_via(&url, NEIGHBOUR, guesser, SECRET).await.unwrap());
+    // ...and naming a fresh address on every try does not get it more
+    // guesses than the limit.
+    for (i, fake) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .into_iter()
+        .enumerate()
+    {
+        let reply = attempt_via(&url, NEIGHBOUR, fake, "guess").await.unwrap();
+        assert_eq!(error_code(&reply), codes::AUTHENTICATION_ERROR, "try {i}");
+    }
+    assert!(is_429(
+        &attempt_via(&url, NEIGHBOUR, "198.51.100.4", SECRET).await
+    ));
+    assert!(is_429(&attempt_via(&url, NEIGHBOUR, user, SECRET).await));
+    // The proxy's users are unaffected by NEIGHBOUR's ban.
+    result(attempt_via(&url, HOME, user, SECRET).await.unwrap());
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_the_header_is_ignored() {
+    let limits = Limits {
+        auth_throttle: AuthThrottle {
+            max_failures: 2,
+            window: Duration::from_secs(60),
+            ban: Duration::from_secs(300),
+        },
+        ..Limits::default()
+    };
+    // The default: nobody is trusted, loopback included.
+    let server = Server::builder().limits(limits).build();
+    assert!(server.config().trusted_proxies.is_empty());
+    let (url, _) = start(&server).await;
+    attempt_via(&url, HOME, "203.0.113.1", "guess")
+        .await
+        .unwrap();
+    attempt_via(&url, HOME, "203.0.113.2", "guess")
+        .await
+        .unwrap();
+    assert!(is_429(
+        &attempt_via(&url, HOME, "203.0.113.3", SECRET).await
+    ));
 }
 
 #[tokio::test]

@@ -5,8 +5,12 @@
 //! ```text
 //! bash examples/remote-view/run.sh          # builds the page, then runs this
 //! # open http://127.0.0.1:8080/
-//! remote-view [--host 127.0.0.1] [--port 8080] [--secret wslink-secret] [--www DIR]
+//! remote-view [--host 127.0.0.1] [--port 8080] [--authKey-file FILE] [--www DIR]
 //! ```
+//!
+//! The secret comes from `--authKey-file` (its first line), `--secret`,
+//! `WSLINK_AUTH_KEY` or wslink's default, in that order, as with `wslink
+//! serve`.
 //!
 //! Views `1` (the default, what RemoteView's `-1` names) and `2` show the
 //! same torus from their own cameras. The page (`web/`, bundled with
@@ -15,13 +19,13 @@
 
 mod scene;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use wslink_server::{CallContext, HandlerError, Server};
+use wslink_server::{CallContext, HandlerError, Server, TrustedProxies};
 use wslink_viewport::{
     Frame, Interaction, MouseAction, RenderError, View, Viewport, ViewportHandle,
 };
@@ -41,9 +45,26 @@ struct Args {
     /// Port to listen on (0: any free port; the URL printed says which).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// The wslink hello secret the page must present.
-    #[arg(long, default_value = "wslink-secret")]
-    secret: String,
+    /// The wslink hello secret the page must present (default: the
+    /// WSLINK_AUTH_KEY environment variable, else wslink-secret). On a
+    /// command line it shows in `ps`: prefer --authKey-file or the variable.
+    #[arg(
+        long,
+        visible_alias = "authKey",
+        value_name = "SECRET",
+        conflicts_with = "secret_file"
+    )]
+    secret: Option<String>,
+    /// Read the secret from this file's first line (a launcher's
+    /// `${secretFile}`), so it never shows on a command line.
+    #[arg(long = "authKey-file", value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR networks, comma-separated or
+    /// repeated) whose X-Forwarded-For names the browser, e.g. 127.0.0.1
+    /// behind `wslink launch`'s proxy: failed hellos are then counted per
+    /// browser, not for all of them at the proxy's address.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[,ADDR...]")]
+    trusted_proxy: Vec<TrustedProxies>,
     /// The bundled page (built by `npm run build` in examples/remote-view/web).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/web/dist"))]
     www: PathBuf,
@@ -118,12 +139,55 @@ fn stats(handle: &ViewportHandle) -> serde_json::Value {
     serde_json::json!({ "views": views })
 }
 
+/// The environment variable a secret can come from (as `wslink serve`).
+const SECRET_ENV: &str = "WSLINK_AUTH_KEY";
+
+/// The secret from `--authKey-file`, `--secret`, the environment, or
+/// wslink's default, in that order.
+fn resolve_secret(flag: Option<String>, file: Option<&Path>) -> Result<String, String> {
+    let Some(path) = file else {
+        return Ok(flag
+            .or_else(|| std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "wslink-secret".to_owned()));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--authKey-file {}: {e}", path.display()))?;
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err(format!(
+            "--authKey-file {}: the first line is empty; put the secret there",
+            path.display()
+        ));
+    }
+    // Anyone who can read the file can connect: say so.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0) {
+            eprintln!(
+                "remote-view: warning: {} is readable by every user of this machine (chmod 600 it)",
+                path.display()
+            );
+        }
+    }
+    Ok(first.to_owned())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
         .with_writer(std::io::stderr)
         .init();
+    let secret = match resolve_secret(args.secret, args.secret_file.as_deref()) {
+        Ok(secret) => secret,
+        Err(message) => {
+            eprintln!("remote-view: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut trusted_proxies = TrustedProxies::none();
+    trusted_proxies.extend(args.trusted_proxy);
     if !args.www.join("index.html").is_file() {
         eprintln!(
             "remote-view: no page at {} (build it: cd examples/remote-view/web && npm ci && npm run build, \
@@ -156,7 +220,8 @@ fn main() -> ExitCode {
     };
     let handle = viewport.handle();
     let server = Server::builder()
-        .secret(args.secret)
+        .secret(secret)
+        .trusted_proxies(trusted_proxies)
         .content(args.www)
         .protocol(viewport)
         .method("remote_view.stats", move |_ctx: CallContext, (): ()| {

@@ -406,6 +406,7 @@ async fn serve(
         connection: Arc::new(ConnectionInfo {
             client_id: Arc::from(client_id),
             peer: None,
+            client_ip: None,
             uri: Uri::default(),
             headers: HeaderMap::new(),
             relayed: false,

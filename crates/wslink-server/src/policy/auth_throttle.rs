@@ -5,9 +5,10 @@
 //! `max_failures` failed hellos within it, the address is banned for a
 //! while, and its upgrades are answered 429 before a connection exists.
 //!
-//! Behind a reverse proxy every client has the proxy's address; there one
-//! guesser bans everyone for the ban's length, so such deployments should
-//! rate-limit at the proxy and set `max_failures` to 0 here.
+//! Behind a reverse proxy every client has the proxy's address, and one
+//! guesser would ban everyone for the ban's length: name the proxy in
+//! [`TrustedProxies`](crate::TrustedProxies) and the address it forwards is
+//! counted instead (or rate-limit at the proxy and set `max_failures` to 0).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,7 +43,7 @@ pub struct AuthThrottle {
     /// The window failures are counted in; it starts at an address's first
     /// failure.
     pub window: Duration,
-    /// How long a banned address is refused.
+    /// How long a banned address is refused (at most a year is kept).
     pub ban: Duration,
 }
 
@@ -55,6 +56,9 @@ impl Default for AuthThrottle {
         }
     }
 }
+
+/// The longest ban kept (a year); longer ones are cut to it.
+const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Addresses tracked at once. Past it, entries whose window and ban have
 /// ended are dropped; if none has, the oldest window goes (a flood of
@@ -147,8 +151,10 @@ impl Throttle {
         }
         r.failures += 1;
         if r.failures >= c.max_failures && r.banned_until.is_none() {
-            r.banned_until = Some(now + c.ban);
-            return Some(c.ban);
+            // A configured eternity must not overflow the clock.
+            let ban = c.ban.min(MAX_BAN);
+            r.banned_until = Some(now + ban);
+            return Some(ban);
         }
         None
     }
@@ -229,6 +235,17 @@ mod tests {
             assert_eq!(t.failed(A), None);
         }
         assert!(matches!(t.check(A), Verdict::Allowed));
+    }
+
+    #[test]
+    fn an_endless_ban_does_not_overflow() {
+        let t = Throttle::new(AuthThrottle {
+            max_failures: 1,
+            window: Duration::MAX,
+            ban: Duration::MAX,
+        });
+        assert_eq!(t.failed(A), Some(MAX_BAN));
+        assert!(matches!(t.check(A), Verdict::Banned(left) if left > Duration::from_secs(3600)));
     }
 
     #[test]

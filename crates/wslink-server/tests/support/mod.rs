@@ -46,6 +46,18 @@ impl Peer {
         generation: Generation,
         from: std::net::IpAddr,
     ) -> Result<Peer, tokio_tungstenite::tungstenite::Error> {
+        Self::connect_from_with(url, generation, from, &[]).await
+    }
+
+    /// [`Peer::connect_from`] with extra headers on the upgrade request
+    /// (what a proxy adds, or a client forges).
+    pub async fn connect_from_with(
+        url: &str,
+        generation: Generation,
+        from: std::net::IpAddr,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Peer, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let addr: std::net::SocketAddr = url
             .trim_start_matches("ws://")
             .split('/')
@@ -56,7 +68,14 @@ impl Peer {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind((from, 0).into()).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("a header value"));
+        }
+        let (ws, _) =
+            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
         Ok(Self::over(ws, generation))
     }
 
