@@ -7,7 +7,7 @@
 //! ```text
 //! wslink-bench [--quick] [--runs N] [--only rpc,publish,fanout,large,idle,codec]
 //!              [--targets ours2,ours1,python,raw] [--idle 1000,10000]
-//!              [--offer-deflate] [--rpc-secs S] [--markdown FILE] [--criterion DIR]
+//!              [--offer-deflate] [--default-malloc] [--rpc-secs S] [--markdown FILE] [--criterion DIR]
 //! ```
 
 mod load;
@@ -72,6 +72,8 @@ struct Opts {
     idle: Vec<usize>,
     /// Idle clients offer permessage-deflate in their upgrade.
     offer_deflate: bool,
+    /// Leave glibc's malloc as it is (see `keep_freed_memory`).
+    default_malloc: bool,
     only: Vec<String>,
     targets: Vec<Target>,
     markdown: Option<PathBuf>,
@@ -86,7 +88,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: wslink-bench [--quick] [--runs N] [--only rpc,publish,fanout,large,idle,codec]\n\
          \x20                   [--targets ours2,ours1,python,raw] [--idle 1000,10000]\n\
-         \x20                   [--offer-deflate] [--rpc-secs S] [--markdown FILE] [--criterion DIR]\n\
+         \x20                   [--offer-deflate] [--default-malloc] [--rpc-secs S] [--markdown FILE] [--criterion DIR]\n\
          Paths: WSLINK_BENCH_OURS, WSLINK_BENCH_RAW, WSLINK_PY2 override where the\n\
          servers are found (default: next to this program; target/peers/py2)."
     );
@@ -110,6 +112,7 @@ fn parse_args() -> Opts {
         large_calls: 3,
         idle: vec![1000, 10_000],
         offer_deflate: false,
+        default_malloc: false,
         only: Vec::new(),
         targets: Target::ALL.to_vec(),
         markdown: None,
@@ -148,6 +151,7 @@ fn parse_args() -> Opts {
                     .collect()
             }
             "--offer-deflate" => opts.offer_deflate = true,
+            "--default-malloc" => opts.default_malloc = true,
             "--rpc-secs" => {
                 rpc_time = Some(Duration::from_secs_f64(
                     value().parse().unwrap_or_else(|_| usage()),
@@ -183,8 +187,35 @@ fn progress(msg: impl AsRef<str>) {
     eprintln!("wslink-bench: {}", msg.as_ref());
 }
 
+/// Keeps glibc's malloc from handing freed megabytes back to the kernel in
+/// this process (the load generator; servers run as processes of their
+/// own and are not affected). Every 1 MiB frame the client receives is a
+/// fresh buffer, as it must be since the message's binary is a slice of it,
+/// and with glibc's default, dynamic thresholds those buffers were mapped
+/// and zeroed page by page again and again once earlier scenarios had left
+/// the heap fragmented: publishing measured after the RPC scenarios ran at
+/// 0.40–0.58× raw, alone at 1.0× (BENCHMARKS.md, "The load generator's
+/// allocator"). A raw tokio-tungstenite client drops each frame before the
+/// next arrives and reuses one buffer, so it never met this.
+/// `--default-malloc` skips it, for the A/B.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; it is called
+        // before any other thread of this process exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        }
+        progress("the load generator's malloc keeps freed memory (mmap threshold 32 MiB, trim threshold 256 MiB); --default-malloc to turn off");
+    }
+}
+
 fn main() {
     let opts = parse_args();
+    if !opts.default_malloc {
+        keep_freed_memory();
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     // The load generator's worker threads (default: one per core).
     if let Some(n) = std::env::var("WSLINK_BENCH_THREADS")
@@ -240,10 +271,15 @@ fn header(opts: &Opts) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
         "Machine: {cores} cores, {cpu}, Linux {}. Mode: {}, {} run(s) per figure (median shown); \
-         clients and server share the machine.",
+         clients and server share the machine. Load generator's malloc: {}.",
         kernel.trim(),
         if opts.quick { "quick" } else { "full" },
-        opts.runs
+        opts.runs,
+        if opts.default_malloc {
+            "glibc's defaults"
+        } else {
+            "keeps freed memory (see BENCHMARKS.md)"
+        }
     )
 }
 
