@@ -390,7 +390,7 @@ impl Conn {
                 // serde_json stops at 127 levels by itself: refuse before it
                 // does, in our terms, and at max_depth if that is lower.
                 let depth = limits.max_depth.min(MAX_JSON_DEPTH);
-                if json_too_deep(&text, depth) {
+                if v1::json_deeper_than(&text, depth) {
                     return Err(close(
                         1008,
                         format!("JSON nesting deeper than {depth} levels"),
@@ -840,39 +840,6 @@ fn codec_close(e: CodecError) -> End {
     close(code, e.to_string())
 }
 
-/// `true` when JSON `text` nests arrays and objects deeper than `max`
-/// (brackets inside strings do not count). Run before parsing, so that the
-/// parser never descends further than `max`.
-fn json_too_deep(text: &str, max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 /// Close reasons travel in a control frame: 123 bytes at most.
 fn truncate_reason(reason: &str) -> String {
     if reason.len() <= 123 {
@@ -951,20 +918,5 @@ where
             slot.outbound.mark_dead();
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_depth_ignores_brackets_in_strings() {
-        assert!(!json_too_deep(r#"[[["[[[[\"[[[["]]]"#, 3));
-        assert!(json_too_deep("[[[[]]]]", 3));
-        assert!(!json_too_deep("[[[]]]", 3));
-        assert!(!json_too_deep(r#"{"a":{"b":[1]}}"#, 3));
-        assert!(json_too_deep(r#"{"a":{"b":[{}]}}"#, 3));
-        assert!(!json_too_deep(r#"["\\", [[]]]"#, 3));
     }
 }

@@ -120,6 +120,47 @@ impl Serialize for Json<'_> {
     }
 }
 
+/// Whether arrays and objects nest deeper than `limit` levels in a JSON
+/// text (the outermost counting as 1), found without parsing it: brackets
+/// inside strings do not count, and the text need not be valid JSON. Both
+/// ends run it before handing a peer's text to a recursive parser, so the
+/// parser never descends further than `limit`.
+///
+/// ```
+/// use wslink_core::codec::v1::json_deeper_than;
+/// assert!(json_deeper_than("[[[[]]]]", 3));
+/// assert!(!json_deeper_than(r#"{"a":"[[[[[["}"#, 1));
+/// ```
+pub fn json_deeper_than(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Limits a 1.x decoder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -216,6 +257,22 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert!(!json_deeper_than(r#"{"a":[1,[2]]}"#, 3));
+        assert!(json_deeper_than(r#"{"a":[1,[[2]]]}"#, 3));
+        assert!(json_deeper_than("[[[[]]]]", 3));
+        assert!(!json_deeper_than("[[[]]]", 3));
+        assert!(json_deeper_than(r#"{"a":{"b":[{}]}}"#, 3));
+        // Brackets in strings, escaped quotes included, do not count.
+        assert!(!json_deeper_than(r#"{"a":"[[[\"[[[","b":[]}"#, 2));
+        assert!(!json_deeper_than(r#"[[["[[[[\"[[[["]]]"#, 3));
+        assert!(!json_deeper_than(r#"["\\",[]]"#, 2));
+        assert!(json_deeper_than(r#"["\\",[[]]]"#, 2));
+        assert!(!json_deeper_than("", 0));
+        assert!(json_deeper_than("[", 0));
+    }
 
     #[test]
     fn every_binary_gets_its_own_key_and_frames() {
