@@ -154,6 +154,11 @@ cargo_publish_dry_run() {
     # dropped before each run; third-party dependencies stay cached.
     local verify="$CARGO_TARGET_DIR/publish-verify"
     rm -rf "$verify"/debug/.fingerprint/wslink-* "$verify"/debug/deps/*wslink_* "$verify"/debug/build/wslink-*
+    # The same holds for the sources: cargo unpacks the packaged crates
+    # under $CARGO_HOME/registry/src/-<hash>/ and never unpacks a version it
+    # already has there, so an earlier run's wslink-core-0.1.0 would be
+    # built instead of this one's.
+    rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/wslink-*
     CARGO_TARGET_DIR="$verify" cargo publish --dry-run --workspace --locked --allow-dirty 2>&1 | quiet_cargo
 }
 
