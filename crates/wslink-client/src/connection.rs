@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use futures_util::SinkExt;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message as Ws, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wslink_core::attachments::AttachmentKeys;
 use wslink_core::chunking::Chunks;
 use wslink_core::codec::{v1, v2, Frame};
@@ -21,8 +20,7 @@ use wslink_core::{CodecError, Generation, Message, RpcError, Value};
 
 use crate::error::Ended;
 use crate::subscription::{lock, SubQueue};
-
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::transport::{Reader, Writer};
 
 /// How long a closing side waits for the other side's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -101,6 +99,10 @@ pub(crate) struct Shared {
     pub(crate) close_requested: Notify,
     /// `true` once the task has finished.
     pub(crate) finished: watch::Sender<bool>,
+    /// The payload of the last ping not answered yet (RFC 6455 lets a
+    /// pong answer only the latest), for the writer.
+    pong: Mutex<Option<Bytes>>,
+    pong_due: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +123,8 @@ impl Shared {
             counters: Counters::default(),
             close_requested: Notify::new(),
             finished: watch::channel(false).0,
+            pong: Mutex::new(None),
+            pong_due: Notify::new(),
         })
     }
 
@@ -144,6 +148,12 @@ impl Shared {
         for q in subs {
             q.end();
         }
+    }
+
+    /// Has the writer answer a ping.
+    fn ping(&self, payload: Bytes) {
+        *self.pong.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
+        self.pong_due.notify_one();
     }
 
     /// Why the connection ended, if it did.
@@ -416,14 +426,24 @@ async fn feed_message(
 /// Reads until a complete wslink message arrives (used for the hello,
 /// before the task exists). Publishes and stray replies that come first are
 /// ignored.
-pub(crate) async fn read_message(ws: &mut Socket, decoder: &mut Decoder) -> Result<Message, Ended> {
+pub(crate) async fn read_message(
+    reader: &mut Reader,
+    shared: Option<&Shared>,
+    decoder: &mut Decoder,
+) -> Result<Message, Ended> {
     loop {
-        let frame = match ws.next().await {
+        let frame = match reader.next().await {
             None => return Err(Ended::Closed("the server closed the connection".into())),
             // Sorted as after the hello: a frame over the size limit is a
             // protocol error, not a lost connection.
             Some(Err(e)) => return Err(transport_error(e).0),
             Some(Ok(Ws::Close(frame))) => return Err(Ended::Closed(describe_close(frame))),
+            Some(Ok(Ws::Ping(payload))) => {
+                if let Some(shared) = shared {
+                    shared.ping(payload);
+                }
+                continue;
+            }
             Some(Ok(m)) => m,
         };
         match decoder.push(frame) {
@@ -462,7 +482,7 @@ fn describe_close(frame: Option<CloseFrame>) -> String {
 /// halves of the socket, so a large upload never stops replies from being
 /// read (and the other way round).
 pub(crate) async fn run(
-    ws: Socket,
+    (mut stream, mut sink): (Reader, Writer),
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<Outgoing>,
     mut decoder: Decoder,
@@ -470,7 +490,6 @@ pub(crate) async fn run(
     // Whatever happens to this task (even a panic, or the runtime shutting
     // down), waiting calls and `Client::closed` must hear of it.
     let _finish = Finish(&shared);
-    let (mut sink, mut stream) = ws.split();
     let mut close_frame: Option<CloseFrame> = None;
     {
         let reader = read_loop(&mut stream, &shared, &mut decoder);
@@ -508,7 +527,7 @@ pub(crate) async fn run(
         })
         .await;
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close(None)).await;
     drop(commands);
 }
 
@@ -536,7 +555,7 @@ fn truncate(s: &str) -> String {
 /// Reads and routes messages until the connection ends; returns why, and
 /// the close code to send when the client is the one ending it.
 async fn read_loop(
-    stream: &mut (impl futures_util::Stream<Item = Result<Ws, tungstenite::Error>> + Unpin),
+    stream: &mut Reader,
     shared: &Shared,
     decoder: &mut Decoder,
 ) -> (Ended, Option<CloseCode>) {
@@ -548,6 +567,10 @@ async fn read_loop(
             }
             Some(Err(e)) => return transport_error(e),
             Some(Ok(Ws::Close(frame))) => return (Ended::Closed(describe_close(frame)), None),
+            Some(Ok(Ws::Ping(payload))) => {
+                shared.ping(payload);
+                continue;
+            }
             Some(Ok(m)) => m,
         };
         match decoder.push(frame) {
@@ -608,6 +631,12 @@ async fn write_loop(
         tokio::select! {
             biased;
             () = shared.close_requested.notified() => return Ok(()),
+            () = shared.pong_due.notified() => {
+                let payload = shared.pong.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(payload) = payload {
+                    sink.send(Ws::Pong(payload)).await?;
+                }
+            }
             cmd = commands.recv() => match cmd {
                 None => return Ok(()),
                 Some(message) => {

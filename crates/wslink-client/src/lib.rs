@@ -75,6 +75,7 @@ mod error;
 mod subscription;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -536,32 +537,25 @@ impl ClientBuilder {
 
     async fn connect_inner(self) -> Result<Client, Error> {
         use tokio_tungstenite::tungstenite::Error as WsError;
-        #[cfg(feature = "tls")]
-        let connector = if is_wss(&self.url) {
-            Some(tokio_tungstenite::Connector::Rustls(
-                self.tls.client_config()?,
-            ))
-        } else {
-            None
+        let target = transport::Target {
+            url: &self.url,
+            config: self.limits.websocket(),
+            limits: transport::ReadLimits {
+                max_message_size: self.limits.max_message_size,
+                max_pending_bytes: self.limits.v2().unchunk.max_pending_bytes,
+                assemble: self.generation == Generation::V2,
+            },
+            // Without TLS support, wss:// fails as an invalid URL.
+            #[cfg(feature = "tls")]
+            tls: if is_wss(&self.url) {
+                Some(self.tls.client_config()?)
+            } else {
+                None
+            },
         };
-        #[cfg(feature = "tls")]
-        let connected = tokio_tungstenite::connect_async_tls_with_config(
-            self.url.as_str(),
-            Some(self.limits.websocket()),
-            true,
-            connector,
-        )
-        .await;
-        // Without TLS support, wss:// fails here as an invalid URL.
-        #[cfg(not(feature = "tls"))]
-        let connected = tokio_tungstenite::connect_async_with_config(
-            self.url.as_str(),
-            Some(self.limits.websocket()),
-            true,
-        )
-        .await;
-        let mut ws = match connected {
-            Ok((ws, _response)) => ws,
+        let connected = transport::connect(target).await;
+        let (mut reader, mut writer) = match connected {
+            Ok(halves) => halves,
             Err(e @ (WsError::Url(_) | WsError::HttpFormat(_))) => {
                 return Err(Error::InvalidUrl {
                     url: self.url,
@@ -588,14 +582,14 @@ impl ClientBuilder {
             method: protocol::HELLO_METHOD.into(),
             reason: e.to_string(),
         })?;
-        connection::send_frames(&mut ws, frames)
+        connection::send_frames(&mut writer, frames)
             .await
             .map_err(|e| Error::Closed {
                 detail: format!("sending the hello failed: {e}"),
             })?;
         let mut decoder = Decoder::new(self.generation, &self.limits);
         let reply = loop {
-            let message = connection::read_message(&mut ws, &mut decoder)
+            let message = connection::read_message(&mut reader, None, &mut decoder)
                 .await
                 .map_err(|e| match e {
                     Ended::Closed(detail) => Error::Closed {
@@ -615,7 +609,7 @@ impl ClientBuilder {
                     source: None,
                 })?,
             wslink_core::Message::Error { error, .. } => {
-                let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), writer.close(None)).await;
                 return Err(Error::Auth {
                     url: self.url,
                     code: error.code,
@@ -649,7 +643,12 @@ impl ClientBuilder {
         };
         let shared = Shared::new(hello.client_id.clone());
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(connection::run(ws, shared.clone(), rx, decoder));
+        tokio::spawn(connection::run(
+            (reader, writer),
+            shared.clone(),
+            rx,
+            decoder,
+        ));
         tracing::debug!(url = %self.url, client_id = %hello.client_id, max_msg_size, "connected");
         Ok(Client {
             inner: Arc::new(Inner {

@@ -103,7 +103,11 @@ fn start(generation: Generation) -> PyServer {
     let stdin = child.stdin.take().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Listening is not enough: connections that came before the ready
+        // line were seen reset (1.12.4, under load).
+        let ready = std::fs::read_to_string(&log)
+            .is_ok_and(|text| text.contains("wslink: Starting factory"));
+        if ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
         }
         let exited = child.try_wait().unwrap();
