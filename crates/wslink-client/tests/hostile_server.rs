@@ -246,6 +246,36 @@ async fn a_4_gib_message_within_the_limit_holds_only_the_bytes_that_arrived() {
     within(server).await.unwrap();
 }
 
+/// A WebSocket frame header promising 1 GiB costs what arrives too: the
+/// client's frame reader grows the payload with the bytes, never by the
+/// declared length.
+#[tokio::test]
+async fn a_frame_header_declaring_1_gib_holds_only_the_bytes_that_arrived() {
+    const SENT: usize = 2 * MIB;
+    let (url, server) = serve(Generation::V2, |mut c| async move {
+        c.hello(None).await;
+        let _ = c.request().await;
+        let mut head = vec![0x82, 127];
+        head.extend_from_slice(&(1u64 << 30).to_be_bytes());
+        c.raw_bytes(&head).await;
+        c.raw_bytes(&vec![0x90u8; SENT]).await;
+    })
+    .await;
+    let (err, print) = footprint(async {
+        let c = builder(&url, Generation::V2)
+            .max_message_size(usize::MAX)
+            .connect()
+            .await
+            .unwrap();
+        within(c.call("x", vec![], vec![])).await.unwrap_err()
+    })
+    .await;
+    assert!(matches!(err, Error::Closed { .. }), "{err:?}");
+    assert!(print.largest < 16 * MIB, "{print:?}");
+    assert!(print.peak < 24 * MIB, "{print:?}");
+    within(server).await.unwrap();
+}
+
 #[tokio::test]
 async fn inconsistent_chunks_are_protocol_errors() {
     let cases: Vec<(&str, Vec<Ws>, &str)> = vec![

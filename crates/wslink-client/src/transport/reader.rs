@@ -189,16 +189,21 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Appends the next `n` payload bytes to `out`: what the read-ahead
-    /// holds, then straight from the socket.
+    /// holds, then straight from the socket. `out` grows with the bytes
+    /// that arrive (doubling), never by `n` alone.
     async fn read_into(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), Error> {
         let have = n.min(self.buf.len());
         out.extend_from_slice(&self.buf[..have]);
         self.buf.advance(have);
         let mut left = n - have;
         while left > 0 {
+            if out.capacity() == out.len() {
+                out.reserve_exact(left.min(out.len().max(DIRECT)));
+            }
+            let room = left.min(out.capacity() - out.len());
             let read = self
                 .io
-                .read_buf(&mut (&mut *out).limit(left))
+                .read_buf(&mut (&mut *out).limit(room))
                 .await
                 .map_err(Error::Io)?;
             if read == 0 {
@@ -430,7 +435,9 @@ impl BufferPool {
     const MAX_BUFFERS: usize = 8;
     const MAX_BUFFER: usize = 4 * 1024 * 1024;
 
-    /// An empty buffer with room for `n` bytes.
+    /// An empty buffer for a payload of `n` bytes: a kept one with room
+    /// for all of it if there is one, else a new one with room for the
+    /// first [`DIRECT`] bytes (it grows as the rest arrives).
     fn take(&self, n: usize) -> Vec<u8> {
         if n <= Self::MAX_BUFFER {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
@@ -444,7 +451,7 @@ impl BufferPool {
                 return free.swap_remove(i);
             }
         }
-        Vec::with_capacity(n)
+        Vec::with_capacity(n.min(DIRECT))
     }
 
     fn give_back(&self, mut buf: Vec<u8>) {

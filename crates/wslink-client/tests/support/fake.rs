@@ -142,6 +142,14 @@ impl Conn {
         let _ = self.ws.send(ws).await;
     }
 
+    /// Writes bytes to the socket as they are, past the WebSocket framing
+    /// (a frame header that promises more than follows, say).
+    pub async fn raw_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.ws.flush().await;
+        let _ = self.ws.get_mut().write_all(bytes).await;
+    }
+
     /// Reads until the client's close frame; returns it (`None` if the
     /// connection ended without one).
     pub async fn close_frame(&mut self) -> Option<CloseFrame> {
