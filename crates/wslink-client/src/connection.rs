@@ -644,8 +644,23 @@ async fn write_loop(
                     // one, flushed once: one write for many small calls.
                     let write = async {
                         feed_message(sink, message).await?;
-                        while let Ok(more) = commands.try_recv() {
-                            feed_message(sink, more).await?;
+                        loop {
+                            while let Ok(more) = commands.try_recv() {
+                                feed_message(sink, more).await?;
+                            }
+                            // With other calls under way, those woken by
+                            // the same batch of replies run before this task
+                            // comes back (the scheduler would otherwise run
+                            // this task first, after the first of them),
+                            // and their messages share the write. A lone
+                            // call is not kept waiting for company.
+                            if lock(&shared.state).pending.len() <= 1 {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                            if commands.is_empty() {
+                                break;
+                            }
                         }
                         sink.flush().await
                     };
