@@ -554,3 +554,98 @@ async fn dropping_every_handle_closes_the_connection() {
     drop(c);
     within(server).await.unwrap();
 }
+
+/// The client reads frames itself, so answering pings is its own job now
+/// (aiohttp, under Kitware's servers, closes connections whose heartbeat
+/// pings go unanswered).
+#[tokio::test]
+async fn pings_are_answered_with_their_payload() {
+    let (url, server) = serve(Generation::V2, |mut c| async move {
+        c.hello(None).await;
+        c.raw(Ws::Ping(Bytes::from_static(b"first"))).await;
+        c.raw(Ws::Ping(Bytes::from_static(b"heartbeat"))).await;
+        // RFC 6455 lets a pong answer only the latest ping; at least that
+        // one must come back.
+        let mut pongs = Vec::new();
+        while let Some(Ok(frame)) = c.ws.next().await {
+            if let Ws::Pong(p) = frame {
+                let done = &p[..] == b"heartbeat";
+                pongs.push(p);
+                if done {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            pongs.last().map(|p| &p[..]),
+            Some(&b"heartbeat"[..]),
+            "{pongs:?}"
+        );
+    })
+    .await;
+    // The client only connects: its connection task answers on its own.
+    let _c = client(&url).await;
+    within(server).await.unwrap();
+}
+
+/// A frame written in the same segment as the upgrade response (here the
+/// hello's answer, sent before the hello arrives) is read by the client's
+/// frame reader, not dropped with tungstenite's handshake buffer.
+#[tokio::test]
+async fn a_frame_right_behind_the_upgrade_response_is_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use wslink_core::protocol::HelloReply;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tcp.read_exact(&mut byte).await.unwrap();
+            request.push(byte[0]);
+        }
+        let text = String::from_utf8(request).unwrap();
+        let key = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Sec-WebSocket-Key: ")
+                    .or_else(|| l.strip_prefix("sec-websocket-key: "))
+            })
+            .expect("a key")
+            .trim();
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        let hello = Message::Result {
+            id: wslink_core::ids::HELLO_ID.into(),
+            result: HelloReply {
+                client_id: CLIENT_ID.into(),
+                max_msg_size: None,
+                capabilities: Vec::new(),
+            }
+            .to_value(),
+        };
+        for frame in v2::encode_frames(&hello, 4 << 20).unwrap() {
+            let Frame::Binary(b) = frame else {
+                panic!("2.x frames are binary")
+            };
+            assert!(b.len() < 126);
+            out.extend_from_slice(&[0x82, b.len() as u8]);
+            out.extend_from_slice(&b);
+        }
+        // One write: the response and the frame arrive together.
+        tcp.write_all(&out).await.unwrap();
+        // Hold the connection until the client leaves.
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    let c = client(&url).await;
+    assert_eq!(c.client_id(), CLIENT_ID);
+    drop(c);
+    within(server).await.unwrap();
+}
