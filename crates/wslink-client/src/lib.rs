@@ -34,6 +34,14 @@
 //! `maxMsgSize` are cut into chunks (2.x); binary values travel as msgpack
 //! `bin` (2.x) or as attachments (1.x).
 //!
+//! The client reads WebSocket frames itself, into spare capacity (nothing
+//! is zero-filled). A large message (64 KiB or more) lands in a buffer
+//! taken from a small process-wide pool and goes back to it when the last
+//! [`bytes::Bytes`] slice of the message is dropped; the pool keeps at most
+//! 8 buffers of at most 4 MiB each. The 2.x chunks of a message that
+//! arrives in order are read straight into one buffer, without a
+//! reassembly copy.
+//!
 //! ## Facing a hostile or broken server
 //!
 //! - Reassembly of chunked messages and 1.x attachments is bounded
@@ -48,7 +56,8 @@
 //!   ([`ClientBuilder::max_pending_messages`], 64) and bytes
 //!   ([`ClientBuilder::max_pending_bytes`], a little over
 //!   [`ClientBuilder::max_message_size`]); memory follows the bytes that
-//!   arrived, never the size a chunk header declares. Overlapping, duplicate
+//!   arrived, never the size a chunk or frame header declares (a message
+//!   being reassembled reserves at most 16 times its first chunk). Overlapping, duplicate
 //!   and past-the-end chunks are protocol errors. 1.x attachment headers
 //!   waiting for their bytes are bounded too
 //!   ([`ClientBuilder::max_pending_attachments`], 1024 keys).

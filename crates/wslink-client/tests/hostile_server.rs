@@ -229,21 +229,27 @@ async fn a_4_gib_message_within_the_limit_holds_only_the_bytes_that_arrived() {
         c.close_frame().await;
     })
     .await;
-    let (err, print) = footprint(async {
-        let c = builder(&url, Generation::V2)
-            .max_message_size(usize::MAX)
-            .connect()
-            .await
-            .unwrap();
-        within(c.call("x", vec![], vec![])).await.unwrap_err()
-    })
-    .await;
+    let (err, print) = unlimited_call_footprint(&url).await;
     assert!(matches!(err, Error::Closed { .. }), "{err:?}");
     // 4 MiB arrived; a reassembler that believed the header would have
     // asked for 4 GiB at the first chunk.
     assert!(print.largest < 16 * MIB, "{print:?}");
     assert!(print.peak < 24 * MIB, "{print:?}");
     within(server).await.unwrap();
+}
+
+/// Makes one call with the size limit lifted, on 2.x; returns its error
+/// and what the client allocated meanwhile.
+async fn unlimited_call_footprint(url: &str) -> (Error, Footprint) {
+    footprint(async {
+        let c = builder(url, Generation::V2)
+            .max_message_size(usize::MAX)
+            .connect()
+            .await
+            .unwrap();
+        within(c.call("x", vec![], vec![])).await.unwrap_err()
+    })
+    .await
 }
 
 /// A WebSocket frame header promising 1 GiB costs what arrives too: the
@@ -261,15 +267,7 @@ async fn a_frame_header_declaring_1_gib_holds_only_the_bytes_that_arrived() {
         c.raw_bytes(&vec![0x90u8; SENT]).await;
     })
     .await;
-    let (err, print) = footprint(async {
-        let c = builder(&url, Generation::V2)
-            .max_message_size(usize::MAX)
-            .connect()
-            .await
-            .unwrap();
-        within(c.call("x", vec![], vec![])).await.unwrap_err()
-    })
-    .await;
+    let (err, print) = unlimited_call_footprint(&url).await;
     assert!(matches!(err, Error::Closed { .. }), "{err:?}");
     assert!(print.largest < 16 * MIB, "{print:?}");
     assert!(print.peak < 24 * MIB, "{print:?}");
