@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::stream::Mode;
 use tokio_tungstenite::tungstenite::Error;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub(crate) use reader::{FrameReader, ReadLimits};
 
@@ -30,6 +30,8 @@ pub(crate) use reader::{FrameReader, ReadLimits};
 pub(crate) type Reader = FrameReader<ReadHalf<Stream>>;
 /// The write half, as tungstenite's sink.
 pub(crate) type Writer = WebSocketStream<WriteOnly<WriteHalf<Stream>>>;
+/// A plain or TLS connection.
+pub(crate) type Stream = MaybeTlsStream<TcpStream>;
 
 /// Where to connect and how.
 pub(crate) struct Target<'a> {
@@ -66,7 +68,7 @@ pub(crate) async fn connect(target: Target<'_>) -> Result<(Reader, Writer), Erro
     // Small calls go out at once; the writer batches what queued up.
     tcp.set_nodelay(true).map_err(Error::Io)?;
     let stream = match mode {
-        Mode::Plain => Stream::Plain(tcp),
+        Mode::Plain => MaybeTlsStream::Plain(tcp),
         #[cfg(feature = "tls")]
         Mode::Tls => {
             use tokio_tungstenite::tungstenite::error::TlsError;
@@ -79,7 +81,7 @@ pub(crate) async fn connect(target: Target<'_>) -> Result<(Reader, Writer), Erro
                 .connect(name, tcp)
                 .await
                 .map_err(Error::Io)?;
-            Stream::Tls(Box::new(tls))
+            MaybeTlsStream::Rustls(tls)
         }
         #[cfg(not(feature = "tls"))]
         Mode::Tls => return Err(Error::Url(UrlError::TlsFeatureNotEnabled)),
@@ -103,77 +105,6 @@ fn after_headers(seen: &[u8]) -> &[u8] {
     seen.windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(&[][..], |end| &seen[end + 4..])
-}
-
-/// A plain or TLS connection.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Plain(s) => s.is_write_vectored(),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 /// Keeps a copy of what is read through it (the upgrade's bytes only).
