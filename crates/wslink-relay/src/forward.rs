@@ -1,8 +1,11 @@
 //! `--mode forward` (Kitware's default): the relay itself connects to
 //! `ws://{host}:{port}/{path}` (from the route's placeholders; localhost,
 //! 1234 and `ws` when the route has none) and carries the browser's
-//! messages there and back. One browser per target at a time, as Kitware's
-//! (which answers a second one 403; so do we, before the upgrade).
+//! messages there and back. One browser per target at a time, as Kitware's,
+//! which answers a second one 403 at once. Ours first waits up to the same
+//! grace as relay mode for the one before it to finish leaving (a reloaded
+//! page reconnects while its old socket is still closing), then answers
+//! 403, before the upgrade.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,8 @@ pub const UNREACHABLE: u16 = 4502;
 #[derive(Default)]
 pub(crate) struct Targets {
     busy: Mutex<HashSet<String>>,
+    /// Told whenever a target is released.
+    freed: tokio::sync::Notify,
 }
 
 /// A target held while its browser is connected.
@@ -37,17 +42,34 @@ impl Drop for Claim {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.url);
+        self.targets.freed.notify_waiters();
     }
 }
 
 impl Targets {
     /// Holds `url` for one browser; `None` if another has it.
-    pub(crate) fn claim(self: &Arc<Self>, url: &str) -> Option<Claim> {
+    fn try_claim(self: &Arc<Self>, url: &str) -> Option<Claim> {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         busy.insert(url.to_owned()).then(|| Claim {
             targets: self.clone(),
             url: url.to_owned(),
         })
+    }
+
+    /// Holds `url` for one browser, waiting up to `grace` for the browser
+    /// holding it to leave; `None` if it is still there then.
+    pub(crate) async fn claim(self: &Arc<Self>, url: &str, grace: Duration) -> Option<Claim> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before looking, so a release in between is seen.
+            freed.as_mut().enable();
+            if let Some(claim) = self.try_claim(url) {
+                return Some(claim);
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
     }
 }
 

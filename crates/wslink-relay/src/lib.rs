@@ -388,7 +388,7 @@ async fn handle(
             let Some(url) = forward::target_url(&vars) else {
                 return plain(StatusCode::BAD_REQUEST, "the route's port is not a port\n");
             };
-            let Some(claim) = inner.targets.claim(&url) else {
+            let Some(claim) = inner.targets.claim(&url, pairing::BUSY_GRACE).await else {
                 return plain(
                     StatusCode::FORBIDDEN,
                     "another client is already connected to this target\n",

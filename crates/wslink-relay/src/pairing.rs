@@ -90,8 +90,9 @@ impl Path {
 }
 
 /// How long a browser waits for the one before it to finish leaving (a page
-/// reloaded reconnects while its old socket is still closing).
-const BUSY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// reloaded reconnects while its old socket is still closing), in either
+/// mode.
+pub(crate) const BUSY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The paths with a server, and counters for the logs and tests.
 #[derive(Default)]

@@ -300,22 +300,30 @@ async fn forward_mode_connects_to_the_target_once_per_browser() {
         next_data(&mut browser).await,
         Message::binary(vec![9; 1000])
     );
-    // As Kitware's: one browser per target at a time (HTTP 403).
+    // As Kitware's: one browser per target at a time (HTTP 403), once the
+    // grace for the one before it to leave has passed.
+    let asked = std::time::Instant::now();
     match connect(&url, &[]).await {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
         other => panic!("expected HTTP 403, got {:?}", other.map(|_| ())),
     }
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1900),
+        "refused after {:?}, before the grace",
+        asked.elapsed()
+    );
+    // A browser that connects while the one before it is still leaving (a
+    // reloaded page) waits for it instead of being refused.
+    let reloaded = tokio::spawn({
+        let url = url.clone();
+        async move { connect(&url, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     browser.close(None).await.unwrap();
-    // Once it left, the next one is carried.
-    let mut again = None;
-    for _ in 0..50 {
-        if let Ok(ws) = connect(&url, &[]).await {
-            again = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut again = again.expect("the target is free again");
+    let mut again = match reloaded.await.unwrap() {
+        Ok(ws) => ws,
+        Err(e) => panic!("the browser after the one that left was refused: {e}"),
+    };
     again.send(Message::text("x")).await.unwrap();
     assert_eq!(next_data(&mut again).await, Message::text("x"));
     // A port that is not listening: the browser is told.

@@ -338,10 +338,18 @@ impl Rewrite {
             if self.payload_left > 0 {
                 let n =
                     (input.len() - i).min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
-                for &b in &input[i..i + n] {
-                    out.push(b ^ self.key[self.at & 3]);
-                    self.at += 1;
+                let (key, at) = (self.key, self.at);
+                if key == [0; 4] {
+                    out.extend_from_slice(&input[i..i + n]);
+                } else {
+                    out.extend(
+                        input[i..i + n]
+                            .iter()
+                            .enumerate()
+                            .map(|(j, b)| b ^ key[(at + j) & 3]),
+                    );
                 }
+                self.at += n;
                 self.payload_left -= n as u64;
                 i += n;
                 continue;
@@ -407,7 +415,7 @@ impl<S> ClientRole<S> {
             incoming: Rewrite::default(),
             read_out: Vec::new(),
             read_at: 0,
-            raw: vec![0; 8 * 1024].into_boxed_slice(),
+            raw: vec![0; 64 * 1024].into_boxed_slice(),
             outgoing: Rewrite::default(),
             write_out: Vec::new(),
             write_at: 0,

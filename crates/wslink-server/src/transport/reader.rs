@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
-use tokio::io::{AsyncRead, ReadBuf};
+use bytes::{BufMut, Bytes};
+use tokio::io::AsyncRead;
 use wslink_core::chunking::HEADER_LEN;
 use wslink_core::Generation;
 
@@ -214,11 +214,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let have = self.buf.len();
         self.buf.reserve_exact(READ_SIZE);
-        self.buf.resize(have + READ_SIZE, 0);
-        let mut read = ReadBuf::new(&mut self.buf[have..]);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut read);
-        let n = read.filled().len();
-        self.buf.truncate(have + n);
+        let polled = read_spare(&mut self.io, cx, &mut self.buf, READ_SIZE);
         match polled {
             Poll::Pending => {
                 // Idle: keep only what is left of a header, if anything.
@@ -229,7 +225,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
                 Poll::Pending
             }
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(n > 0)),
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(n > 0)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
         }
     }
@@ -314,16 +310,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let data = &mut message.data;
         let start = data.len();
         let want = frame.remaining.min(GROW_STEP.max(start) as u64) as usize;
-        data.resize(start + want, 0);
-        let mut read = ReadBuf::new(&mut data[start..]);
-        let polled = Pin::new(&mut self.io).poll_read(cx, &mut read);
-        let n = read.filled().len();
-        data.truncate(start + n);
-        match polled {
+        if data.capacity() - start < want {
+            data.reserve(want);
+        }
+        match read_spare(&mut self.io, cx, data, want) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(_)) => Poll::Ready(Err(ReadError::Gone)),
-            Poll::Ready(Ok(())) if n == 0 => Poll::Ready(Err(ReadError::Gone)),
-            Poll::Ready(Ok(())) => {
+            Poll::Ready(Err(_)) | Poll::Ready(Ok(0)) => Poll::Ready(Err(ReadError::Gone)),
+            Poll::Ready(Ok(n)) => {
                 unmask(&mut data[start..], frame.mask, frame.done);
                 frame.done += n;
                 frame.remaining -= n as u64;
@@ -511,6 +504,19 @@ fn parse_header(bytes: &[u8]) -> Option<Header> {
         len: if len >> 63 != 0 { u64::MAX } else { len },
         header_len,
     })
+}
+
+/// Reads at most `max` bytes into `buf`'s spare capacity, appending them.
+/// Nothing is zero-filled first: a payload read in many short reads (a
+/// socket rarely hands over a whole large frame at once) would otherwise
+/// clear its unread tail again on every read.
+fn read_spare<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Poll<io::Result<usize>> {
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut buf.limit(max))
 }
 
 /// Unmasks `data`, which starts `phase` bytes into its frame's payload.
