@@ -257,6 +257,9 @@ impl Conn {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut last_heard = Instant::now();
+        // Since when this loop has been handling frames that had already
+        // arrived, without waiting for the socket (see `YIELD_AFTER`).
+        let mut busy_since: Option<Instant> = None;
         let mut shutdown = shared.shutdown.subscribe();
         let slot = self.slot.clone();
         loop {
@@ -271,11 +274,20 @@ impl Conn {
                             // of this loop; inline, every idle connection's
                             // task would carry it (the task's future: 5,120
                             // bytes inline, 2,552 boxed).
+                            let batch_start = *busy_since.get_or_insert_with(Instant::now);
                             let handled = Box::pin(self.on_frame(msg)).await;
                             // Stamped after handling, which may have waited
                             // (reply backpressure, a free call slot): that pause
                             // is ours, not the peer's silence.
                             last_heard = Instant::now();
+                            if !reader.has_buffered() {
+                                busy_since = None;
+                            } else if last_heard.duration_since(batch_start) >= YIELD_AFTER
+                                && !slot.outbound.is_empty()
+                            {
+                                busy_since = None;
+                                tokio::task::yield_now().await;
+                            }
                             handled
                         }
                     }
@@ -851,6 +863,13 @@ fn truncate_reason(reason: &str) -> String {
     }
     format!("{}...", &reason[..end])
 }
+
+/// How long the reader may go on handling frames that had already arrived
+/// (slow handlers, answered in place, with more calls queued behind them)
+/// before it lets this worker run the writer. The writer's task, woken from
+/// this worker, waits in its slot that other workers do not steal from, so
+/// without this the replies would wait until the whole batch was handled.
+const YIELD_AFTER: Duration = Duration::from_millis(1);
 
 async fn write_loop<S>(mut out: FrameWriter<S>, slot: Arc<ClientSlot>, shared: Arc<Shared>)
 where

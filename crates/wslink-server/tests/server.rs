@@ -328,3 +328,42 @@ async fn publish_latest_keeps_the_newest_message_of_each_slot() {
     assert_eq!(last.get("1"), Some(&398));
     assert_eq!(last.get("2"), Some(&399));
 }
+
+/// A batch of slow calls that arrived together must not hold back the
+/// replies of those already answered (renders for mouse moves queued behind
+/// each other would show no frame until the last): a writer that waits for
+/// the reader to run out of frames before it writes fails this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_written_while_slow_calls_queued_behind_them_run() {
+    const CALLS: usize = 10;
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let server = Server::builder()
+        .method("render.slow", move |_: CallContext, (): ()| {
+            let s = s.clone();
+            async move {
+                // Synchronous work, done at the future's first poll.
+                let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::sleep(Duration::from_millis(30));
+                Ok::<_, HandlerError>(n)
+            }
+        })
+        .build();
+    let url = start(&server).await;
+    let mut peer = Peer::connect(&url, Generation::V2).await;
+    result(peer.hello("wslink-secret").await);
+    let calls: Vec<Message> = (0..CALLS)
+        .map(|_| peer.request("render.slow", vec![]))
+        .collect();
+    peer.send_together(&calls).await;
+    let first = peer.recv().await.unwrap();
+    let started_then = started.load(Ordering::SeqCst);
+    assert_eq!(result(first), Value::from(1));
+    assert!(
+        started_then < CALLS,
+        "the first reply came only once all {CALLS} calls had started"
+    );
+    for n in 2..=CALLS {
+        assert_eq!(result(peer.recv().await.unwrap()), Value::from(n));
+    }
+}

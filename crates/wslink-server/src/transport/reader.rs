@@ -186,6 +186,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Whether bytes that arrived are waiting to be parsed: the next
+    /// [`FrameReader::next`] may then finish without waiting for the socket.
+    pub fn has_buffered(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
     /// The next message or control event. Cancel-safe: whatever was read
     /// is kept in the reader, so it may be dropped in a `select!` and
     /// called again.

@@ -103,6 +103,18 @@ impl Peer {
         }
     }
 
+    /// Sends the messages in one write, so that the server finds them all
+    /// in one read.
+    pub async fn send_together(&mut self, messages: &[Message]) {
+        for message in messages {
+            for f in v2::encode_frames(message, 4 << 20).unwrap() {
+                let Frame::Binary(b) = f else { unreachable!() };
+                self.ws.feed(Ws::Binary(b)).await.unwrap();
+            }
+        }
+        self.ws.flush().await.unwrap();
+    }
+
     pub async fn send_frame(&mut self, f: Frame) {
         let msg = match f {
             Frame::Binary(b) => Ws::Binary(b),
