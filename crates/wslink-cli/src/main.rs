@@ -14,6 +14,7 @@
 mod relay;
 mod render;
 mod serve;
+mod signals;
 mod ssl;
 
 use std::io::{self, Write};
@@ -318,6 +319,7 @@ async fn launch(args: LaunchArgs) -> ExitCode {
             return ExitCode::from(exit::CONNECT);
         }
     };
+    let stop = wslink_launcher::terminate_signal();
     // Scripts wait for this line to learn the port when they pass `--port 0`.
     let mut out = io::stdout().lock();
     let _ = writeln!(
@@ -327,7 +329,7 @@ async fn launch(args: LaunchArgs) -> ExitCode {
     );
     let _ = out.flush();
     drop(out);
-    bound.run_until(wslink_launcher::terminate_signal()).await;
+    bound.run_until(stop).await;
     ExitCode::SUCCESS
 }
 

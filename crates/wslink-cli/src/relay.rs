@@ -108,6 +108,7 @@ pub(crate) async fn run(args: RelayArgs) -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    let stop = crate::signals::StopSignal::install();
     // Scripts wait for this line to learn the port when they pass `--port 0`.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
@@ -118,27 +119,11 @@ pub(crate) async fn run(args: RelayArgs) -> ExitCode {
     );
     let _ = out.flush();
     drop(out);
-    bound.run_until(terminate_signal()).await;
+    bound.run_until(stop.recv()).await;
     ExitCode::SUCCESS
 }
 
 fn usage(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("wslink: {e}");
     ExitCode::from(2)
-}
-
-/// Completes on SIGINT or (on Unix) SIGTERM.
-async fn terminate_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -386,6 +386,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         let methods = server.method_names().len();
         let _ = writeln!(out, "conformance service: {methods} methods");
     }
+    // The handlers go in before the ready line: a launcher may send SIGTERM
+    // as soon as it reads that line, and before then the default action
+    // would kill the process instead of stopping it cleanly.
+    let stop = (!args.nosignalhandlers).then(crate::signals::StopSignal::install);
     let ready = std::env::var(READY_MSG_ENV).unwrap_or_else(|_| DEFAULT_READY_MSG.to_owned());
     if !ready.is_empty() {
         // Python writes it with no newline; a line is what line readers want
@@ -394,10 +398,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     }
     let _ = out.flush();
     drop(out);
-    if !args.nosignalhandlers {
+    if let Some(stop) = stop {
         let stopper = server.clone();
         tokio::spawn(async move {
-            stop_signal().await;
+            stop.recv().await;
             stopper.shutdown();
         });
     }
@@ -423,6 +427,7 @@ async fn reverse(server: Server, url: &str, conformance: bool) -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    let stop = crate::signals::StopSignal::install();
     // Scripts wait for this line: browsers can connect from now on.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "wslink server connected to the relay at {url}");
@@ -434,35 +439,11 @@ async fn reverse(server: Server, url: &str, conformance: bool) -> ExitCode {
     drop(out);
     let stopper = server.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stopper.shutdown();
-        }
+        stop.recv().await;
+        stopper.shutdown();
     });
     connection.run().await;
     ExitCode::SUCCESS
-}
-
-/// SIGINT or SIGTERM (Ctrl-C elsewhere), as aiohttp's runner handles them.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -26,9 +26,11 @@
 //! let config = Config::from_file("launcher.json")?;
 //! let launcher = Launcher::new(config, ApiOptions::from_env())?;
 //! let bound = launcher.bind_configured().await?;
+//! // Handlers first: a script may signal as soon as it reads the next line.
+//! let stop = wslink_launcher::terminate_signal();
 //! println!("sessions at http://{}/paraview/", bound.local_addr());
 //! // Serves until SIGINT or SIGTERM, then stops every session.
-//! bound.run_until(wslink_launcher::terminate_signal()).await;
+//! bound.run_until(stop).await;
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -190,19 +192,27 @@ pub(crate) async fn until_true(flag: &mut watch::Receiver<bool>) {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn terminate_signal() {
+///
+/// The handlers are registered when this is called, not when the future is
+/// first polled: call it before printing the line a script waits for, so a
+/// signal sent right after that line stops the launcher cleanly instead of
+/// killing it (and orphaning its sessions).
+pub fn terminate_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
+    async fn next(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
             }
             None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-        () = term => info!("SIGTERM received"),
+    }
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = next(interrupt) => info!("SIGINT received"),
+            () = next(terminate) => info!("SIGTERM received"),
+        }
     }
 }
