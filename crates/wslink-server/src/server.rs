@@ -1111,7 +1111,9 @@ impl Server {
 
     /// Starts a graceful shutdown: no new connections; each connection stops
     /// reading, finishes its in-flight calls, flushes its queue and closes
-    /// with 1001, all within the configured grace period.
+    /// with 1001, all within the configured grace period. A broker link
+    /// (feature `broker`) is drained and closed once the connections are
+    /// gone, or the grace period is over.
     ///
     /// Any clone can ask for it, from any task; [`Server::serve`] (or
     /// [`Listener::run`]) returns once it is done. Asking twice is harmless.

@@ -26,6 +26,8 @@ const SECRET: &str = "wslink-secret";
 struct Nats {
     child: Option<Child>,
     port: u16,
+    /// Its monitoring port (`/connz`).
+    http_port: u16,
     config: PathBuf,
 }
 
@@ -45,11 +47,14 @@ impl Nats {
     }
 
     fn start() -> Nats {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, http_port) = (free_port(), free_port());
         let config = std::env::temp_dir().join(format!(
             "wslink-broker-test-{}-{port}.conf",
             std::process::id()
@@ -57,12 +62,13 @@ impl Nats {
         // 1 MiB frames plus their envelope fit.
         std::fs::write(
             &config,
-            format!("listen: 127.0.0.1:{port}\nmax_payload: 8MB\n"),
+            format!("listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http_port}\nmax_payload: 8MB\n"),
         )
         .unwrap();
         let mut nats = Nats {
             child: None,
             port,
+            http_port,
             config,
         };
         nats.spawn();
@@ -98,6 +104,35 @@ impl Nats {
 
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Client connections open at the NATS server, from its monitoring
+    /// endpoint.
+    fn connections(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(
+            http,
+            "GET /connz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        let body = &response[response.find('{').expect("no JSON in /connz")..];
+        let connz: serde_json::Value = serde_json::from_str(body).unwrap();
+        connz["num_connections"].as_u64().expect("num_connections")
+    }
+
+    fn wait_for_connections(&self, n: u64, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.connections() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} connections at the broker, expected {n}",
+                self.connections()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn config(&self, prefix: &str) -> BrokerConfig {
@@ -558,4 +593,30 @@ async fn shared_delivery_resumes_after_the_broker_restarts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(sub_a);
+}
+
+#[tokio::test]
+async fn a_server_that_shut_down_closes_its_broker_connection() {
+    let nats = Nats::start();
+    let (a, a_url) = edge(nats.config("closing"), Methods::new()).await;
+    let (b, b_url) = edge(nats.config("closing"), Methods::new()).await;
+    nats.wait_for_connections(2, "two edges");
+    let on_b = client(&b_url).await;
+    let mut sub_b = listen(&b, &on_b, "state").await;
+
+    // Its clients are closed (1001) and then its link to the broker.
+    let _on_a = client(&a_url).await;
+    a.shutdown();
+    let waiting = tokio::task::spawn_blocking(move || {
+        nats.wait_for_connections(1, "after the shutdown");
+        nats
+    });
+    let nats = waiting.await.unwrap();
+
+    // The other edge goes on, and the one that stopped publishes no more.
+    b.publisher().publish("state", &"still here").unwrap();
+    assert_eq!(next(&mut sub_b).await, Value::from("still here"));
+    let _ = a.publisher().publish("state", &"gone");
+    quiet(&mut sub_b).await;
+    drop(nats);
 }

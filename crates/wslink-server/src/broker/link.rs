@@ -10,6 +10,7 @@ use async_nats::connection::State;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::{topics, BrokerConfig, BrokerError};
 use crate::server::Shared;
@@ -69,8 +70,8 @@ impl Counters {
 }
 
 /// What the link's tasks share with it. The tasks never hold the `Link`
-/// itself: when the server is dropped, so is the link and its `stop`
-/// sender, and the tasks end.
+/// itself: when the server is dropped, so is the link, which cancels its
+/// `stop` token, and the tasks end.
 pub(crate) struct LinkState {
     pub config: BrokerConfig,
     pub counters: Counters,
@@ -83,7 +84,9 @@ pub(crate) struct Link {
     outbox: mpsc::Sender<(String, Bytes)>,
     pending: Mutex<Option<mpsc::Receiver<(String, Bytes)>>>,
     subscribe_topics: bool,
-    stop: watch::Sender<()>,
+    /// Cancelled when the server has shut down or the link is dropped: the
+    /// tasks end and the NATS connection is drained and closed.
+    stop: CancellationToken,
     remote: crate::handler::ErasedHandler,
 }
 
@@ -91,7 +94,6 @@ impl Link {
     pub fn new(config: BrokerConfig, subscribe_topics: bool) -> Link {
         let (outbox, pending) = mpsc::channel(config.outbox_messages);
         let (ready, _) = watch::channel(false);
-        let (stop, _) = watch::channel(());
         let state = Arc::new(LinkState {
             config,
             counters: Counters::default(),
@@ -104,7 +106,7 @@ impl Link {
             outbox,
             pending: Mutex::new(Some(pending)),
             subscribe_topics,
-            stop,
+            stop: CancellationToken::new(),
         }
     }
 
@@ -150,8 +152,16 @@ impl Link {
             return;
         };
         let state = self.state.clone();
-        let stop = self.stop.subscribe();
+        let stop = self.stop.clone();
         let subscribe_topics = self.subscribe_topics;
+        let token = self.stop.clone();
+        let server = shared.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = server_stopped(server) => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        });
         tokio::spawn(async move {
             if let Err(e) = run(state, outbox, shared, stop, subscribe_topics).await {
                 tracing::error!(error = %e, "broker link failed; shared topics and workers are off");
@@ -160,11 +170,17 @@ impl Link {
     }
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 async fn run(
     state: Arc<LinkState>,
     outbox: mpsc::Receiver<(String, Bytes)>,
     shared: Weak<Shared>,
-    mut stop: watch::Receiver<()>,
+    stop: CancellationToken,
     subscribe_topics: bool,
 ) -> Result<(), BrokerError> {
     let config = &state.config;
@@ -220,12 +236,12 @@ async fn run(
         };
     tokio::select! {
         () = barrier(&client, &config.prefix) => {}
-        _ = stop.changed() => return Ok(()),
+        () = stop.cancelled() => return close(&client).await,
     }
     state.ready.send_replace(true);
     let Some(subscription) = subscription.as_mut() else {
-        let _ = stop.changed().await;
-        return Ok(());
+        stop.cancelled().await;
+        return close(&client).await;
     };
     let prefix_len = config.prefix.len() + ".topic.".len();
     loop {
@@ -236,7 +252,49 @@ async fn run(
                 let topic = message.subject.get(prefix_len..).unwrap_or_default();
                 topics::deliver(&shared, &state.counters, topic, message.payload);
             }
-            _ = stop.changed() => return Ok(()),
+            () = stop.cancelled() => return close(&client).await,
+        }
+    }
+}
+
+/// Drains the NATS client: its subscriptions end, what it has queued is
+/// sent, and its connection closes, so a stopped server holds no socket to
+/// the broker and takes no more of its messages.
+async fn close(client: &async_nats::Client) -> Result<(), BrokerError> {
+    if let Err(e) = client.drain().await {
+        tracing::debug!(error = %e, "broker connection already closed");
+    }
+    Ok(())
+}
+
+/// Resolves once the server has shut down: asked to, and its connections
+/// gone or its grace period over, so that calls they forwarded to workers
+/// have had their answers. Resolves at once if the server is gone.
+async fn server_stopped(shared: Weak<Shared>) {
+    let Some(server) = shared.upgrade() else {
+        return;
+    };
+    let mut shutdown = server.shutdown.subscribe();
+    let grace = server.config.shutdown_grace;
+    drop(server);
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
+        let Some(server) = shared.upgrade() else {
+            return;
+        };
+        let changed = server.open_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if server.open.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        tokio::select! {
+            () = changed => {}
+            () = &mut deadline => return,
         }
     }
 }
@@ -263,13 +321,13 @@ async fn forward(
     client: async_nats::Client,
     mut outbox: mpsc::Receiver<(String, Bytes)>,
     state: Arc<LinkState>,
-    mut stop: watch::Receiver<()>,
+    stop: CancellationToken,
 ) {
     let counters = &state.counters;
     loop {
         let next = tokio::select! {
             next = outbox.recv() => next,
-            _ = stop.changed() => None,
+            () = stop.cancelled() => None,
         };
         let Some((subject, payload)) = next else {
             return;
