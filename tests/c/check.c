@@ -4,6 +4,7 @@
  * tests/peers/python/conformance_server.py), in one generation:
  *
  *   check_c --url ws://127.0.0.1:8080/ws --secret S --generation 2|1
+ *   check_c --url wss://127.0.0.1:8443/ws --secret S --ca cert.pem
  *
  *  - a wrong secret is refused with WSLINK_ERR_AUTH and code -32000;
  *  - JSON both ways (integers exact past 2^53, keyword arguments);
@@ -111,7 +112,7 @@ static void wait_inbox(struct inbox *inbox, int count, int for_end) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: check_c --url ws://HOST:PORT/ws --secret S [--generation 2|1]\n");
+    fprintf(stderr, "usage: check_c --url ws[s]://HOST:PORT/ws --secret S [--generation 2|1] [--ca PEM]\n");
     exit(2);
 }
 
@@ -121,6 +122,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--url")) url = argv[i + 1];
         else if (!strcmp(argv[i], "--secret")) options.secret = argv[i + 1];
+        else if (!strcmp(argv[i], "--ca")) options.ca_file = argv[i + 1];
         else if (!strcmp(argv[i], "--generation")) options.generation = (uint32_t)atoi(argv[i + 1]);
         else usage();
     }

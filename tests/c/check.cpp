@@ -55,7 +55,7 @@ wslink::Error thrown(F call) {
 }
 
 [[noreturn]] void usage() {
-    std::cerr << "usage: check_cpp --url ws://HOST:PORT/ws --secret S [--generation 2|1]\n";
+    std::cerr << "usage: check_cpp --url ws[s]://HOST:PORT/ws --secret S [--generation 2|1] [--ca PEM]\n";
     std::exit(2);
 }
 
@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
         std::string flag = argv[i], value = argv[i + 1];
         if (flag == "--url") url = value;
         else if (flag == "--secret") options.secret = value;
+        else if (flag == "--ca") options.ca_file = value;
         else if (flag == "--generation") options.generation = value == "1" ? wslink::Generation::V1 : wslink::Generation::V2;
         else usage();
     }

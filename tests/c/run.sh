@@ -238,6 +238,43 @@ else
   fi
 fi
 
+echo "== our server over wss:// (wslink serve --ssl adhoc), trusted through options.ca_file"
+"$wslink_bin" serve --conformance --host 127.0.0.1 --port 0 --secret "$secret" --timeout 0 \
+  --ssl adhoc --ssl-adhoc-cert "$work/adhoc-cert.pem" >"$work/logs/wslink-serve-tls.log" 2>&1 &
+pids+=($!)
+wss_url=""
+for _ in $(seq 1 300); do
+  wss_url="$(sed -n 's/^wslink server on \(wss:[^ ]*\).*/\1/p' "$work/logs/wslink-serve-tls.log" | head -1)"
+  [ -n "$wss_url" ] && break
+  sleep 0.1
+done
+if [ -z "$wss_url" ]; then
+  cat "$work/logs/wslink-serve-tls.log"
+  fail "our server did not start with --ssl adhoc"
+else
+  for e in "$work/check_c" "$work/check_cpp" "$work/check_c_asan" "$work/check_cpp_asan"; do
+    [ -x "$e" ] || continue
+    name="${e#"$work"/}"
+    log="$work/logs/$name-wss.log"
+    if timeout 60 "$e" --url "$wss_url" --secret "$secret" --ca "$work/adhoc-cert.pem" >"$log" 2>&1 &&
+      grep -q "all checks passed" "$log"; then
+      ok "$name against rust-server-2.x over wss://"
+    else
+      sed 's/^/      /' "$log"
+      fail "$name against rust-server-2.x over wss://"
+    fi
+  done
+  # Without the CA file the self-signed certificate is refused.
+  log="$work/logs/check_c-wss-untrusted.log"
+  if [ -x "$work/check_c" ] && ! timeout 60 "$work/check_c" --url "$wss_url" --secret "$secret" >"$log" 2>&1 &&
+    grep -q "WSLINK_ERR_CONNECT" "$log" && grep -qi "certificate" "$log"; then
+    ok "check_c without --ca: the self-signed certificate is refused (WSLINK_ERR_CONNECT)"
+  else
+    sed 's/^/      /' "$log"
+    fail "check_c without --ca was not refused for the certificate"
+  fi
+fi
+
 for g in 2 1; do
   version=$([ "$g" = 2 ] && echo 2.6.0 || echo 1.12.4)
   echo "== Kitware's Python server, wslink $version"

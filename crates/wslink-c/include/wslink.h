@@ -162,6 +162,18 @@ typedef struct wslink_options {
     uint32_t subscription_buffer;
     // Bytes each subscription buffers, likewise (default 64 MiB).
     uint64_t subscription_buffer_bytes;
+    // For wss:// URLs: a PEM file whose certificates are trusted besides
+    // the public CAs built into the library (a private CA, or the
+    // server's self-signed certificate). NULL: the public CAs only. A
+    // file that cannot be read or holds no certificate fails the connect
+    // with `WSLINK_ERR_INVALID_ARGUMENT`, naming it; a server certificate
+    // that is not trusted fails it with `WSLINK_ERR_CONNECT`.
+    const char *ca_file;
+    // For wss:// URLs: nonzero accepts any server certificate, for any
+    // name, unchecked. Only for a test server whose certificate cannot be
+    // verified at all (Kitware's `--ssl adhoc`): anyone on the path can
+    // then read and change the traffic. Prefer `ca_file`.
+    uint32_t accept_invalid_certs;
 } wslink_options;
 
 // A run of bytes: `len` bytes at `data`. `data` may be NULL when `len` is 0.

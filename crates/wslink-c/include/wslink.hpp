@@ -153,8 +153,10 @@ struct Options {
     std::uint32_t max_depth = 0;
     std::uint32_t subscription_buffer = 0;
     std::uint64_t subscription_buffer_bytes = 0;
+    std::string ca_file;  ///< wss://: a PEM file trusted besides the public CAs; empty: none
+    bool accept_invalid_certs = false;  ///< wss://: no certificate check at all (tests only)
 
-    /// The C struct (its secret points into this object).
+    /// The C struct (its secret and ca_file point into this object).
     wslink_options to_c() const {
         wslink_options o{};
         o.secret = secret.empty() ? nullptr : secret.c_str();
@@ -168,6 +170,8 @@ struct Options {
         o.max_depth = max_depth;
         o.subscription_buffer = subscription_buffer;
         o.subscription_buffer_bytes = subscription_buffer_bytes;
+        o.ca_file = ca_file.empty() ? nullptr : ca_file.c_str();
+        o.accept_invalid_certs = accept_invalid_certs ? 1 : 0;
         return o;
     }
 

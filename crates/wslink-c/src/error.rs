@@ -115,7 +115,10 @@ impl From<wslink_client::Error> for Failure {
             E::Closed { .. } => WSLINK_ERR_CLOSED,
             E::Protocol { .. } => WSLINK_ERR_PROTOCOL,
             E::Timeout { .. } => WSLINK_ERR_TIMEOUT,
-            E::InvalidArgs { .. } | E::InvalidTopic(_) => WSLINK_ERR_INVALID_ARGUMENT,
+            E::InvalidArgs { .. }
+            | E::InvalidTopic(_)
+            | E::CaFile { .. }
+            | E::BadRootCertificate { .. } => WSLINK_ERR_INVALID_ARGUMENT,
             _ => WSLINK_ERR_INTERNAL,
         };
         let data = match &e {

@@ -202,6 +202,18 @@ pub struct wslink_options {
     pub subscription_buffer: u32,
     /// Bytes each subscription buffers, likewise (default 64 MiB).
     pub subscription_buffer_bytes: u64,
+    /// For wss:// URLs: a PEM file whose certificates are trusted besides
+    /// the public CAs built into the library (a private CA, or the
+    /// server's self-signed certificate). NULL: the public CAs only. A
+    /// file that cannot be read or holds no certificate fails the connect
+    /// with `WSLINK_ERR_INVALID_ARGUMENT`, naming it; a server certificate
+    /// that is not trusted fails it with `WSLINK_ERR_CONNECT`.
+    pub ca_file: *const c_char,
+    /// For wss:// URLs: nonzero accepts any server certificate, for any
+    /// name, unchecked. Only for a test server whose certificate cannot be
+    /// verified at all (Kitware's `--ssl adhoc`): anyone on the path can
+    /// then read and change the traffic. Prefer `ca_file`.
+    pub accept_invalid_certs: u32,
 }
 
 /// A connection to a wslink server. Made by `wslink_connect` or
@@ -224,6 +236,8 @@ struct Settings {
     max_depth: Option<usize>,
     subscription_buffer: Option<usize>,
     subscription_buffer_bytes: Option<usize>,
+    ca_file: Option<std::path::PathBuf>,
+    accept_invalid_certs: bool,
 }
 
 /// `ms` as a duration: `None` for 0 (the default), no limit for
@@ -245,7 +259,7 @@ impl Settings {
     /// # Safety
     ///
     /// `options` is NULL or points to a valid `wslink_options` whose
-    /// `secret` is NULL or a NUL-terminated string.
+    /// `secret` and `ca_file` are NULL or NUL-terminated strings.
     unsafe fn read(options: *const wslink_options) -> Result<Settings, Failure> {
         let o = match options.as_ref() {
             Some(o) => *o,
@@ -272,6 +286,8 @@ impl Settings {
             max_depth: size(u64::from(o.max_depth)),
             subscription_buffer: size(u64::from(o.subscription_buffer)),
             subscription_buffer_bytes: size(o.subscription_buffer_bytes),
+            ca_file: opt_str(o.ca_file, "options.ca_file")?.map(std::path::PathBuf::from),
+            accept_invalid_certs: o.accept_invalid_certs != 0,
         })
     }
 
@@ -304,7 +320,10 @@ impl Settings {
         if let Some(n) = self.subscription_buffer_bytes {
             b = b.subscription_buffer_bytes(n);
         }
-        b
+        if let Some(path) = &self.ca_file {
+            b = b.ca_file(path);
+        }
+        b.danger_accept_invalid_certs(self.accept_invalid_certs)
     }
 }
 

@@ -677,3 +677,95 @@ fn a_panic_inside_the_library_is_an_internal_error() {
         "3"
     );
 }
+
+/// A conformance server on wss:// with a fresh self-signed certificate for
+/// 127.0.0.1, and that certificate as a PEM file (removed on drop).
+struct TlsServer {
+    url: String,
+    cert: std::path::PathBuf,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let tls = wslink_server::tls::TlsConfig::self_signed(["127.0.0.1"]).unwrap();
+        let cert = std::env::temp_dir().join(format!("wslink-c-tls-{}.pem", std::process::id()));
+        std::fs::write(&cert, tls.certificate_pem().unwrap()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = wslink_server::conformance::builder()
+                    .secret(SECRET)
+                    .tls(tls)
+                    .build();
+                let listener = server.bind("127.0.0.1:0").await.unwrap();
+                tx.send(format!("wss://{}/ws", listener.local_addr()))
+                    .unwrap();
+                listener.run().await.unwrap();
+            });
+        });
+        let url = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        TlsServer { url, cert }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+    }
+}
+
+#[test]
+fn wss_trusts_the_ca_file_it_is_given_and_nothing_else() {
+    let server = TlsServer::start();
+    for generation in BOTH {
+        // The server's own certificate as the CA file: calls work.
+        let opts = Opts {
+            ca_file: Some(cstr(server.cert.to_str().unwrap())),
+            ..Opts::new(generation)
+        };
+        let conn = Conn::open(&server.url, &opts).expect("wss:// with the CA file");
+        assert_eq!(
+            conn.call("conformance.add", "[2, 3]", &[]).unwrap().json,
+            "5"
+        );
+        let big = pattern(300_000, 7);
+        let got = conn
+            .call("conformance.echo", r#"[{"$binary": 0}]"#, &[&big])
+            .unwrap();
+        assert_eq!(got.buffers, vec![big], "{generation:?}");
+    }
+
+    // Without it the self-signed certificate is not trusted.
+    let refused = Conn::open(&server.url, &Opts::new(Generation::V2)).err();
+    let refused = refused.expect("an untrusted certificate was accepted");
+    assert_eq!(refused.status, WSLINK_ERR_CONNECT, "{refused:?}");
+    assert!(
+        refused.message.to_lowercase().contains("certificate"),
+        "{refused:?}"
+    );
+
+    // A CA file that is not there is the caller's mistake, named.
+    let missing = "/definitely/not/here/ca.pem";
+    let opts = Opts {
+        ca_file: Some(cstr(missing)),
+        ..Opts::new(Generation::V2)
+    };
+    let bad = Conn::open(&server.url, &opts).err().expect("a missing CA file");
+    assert_eq!(bad.status, WSLINK_ERR_INVALID_ARGUMENT, "{bad:?}");
+    assert!(bad.message.contains(missing), "{bad:?}");
+
+    // accept_invalid_certs: no check at all (what Kitware's --ssl adhoc needs).
+    let opts = Opts {
+        accept_invalid_certs: true,
+        ..Opts::new(Generation::V2)
+    };
+    let conn = Conn::open(&server.url, &opts).expect("wss:// unchecked");
+    assert_eq!(
+        conn.call("conformance.add", "[20, 22]", &[]).unwrap().json,
+        "42"
+    );
+}

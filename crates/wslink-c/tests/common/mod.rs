@@ -105,6 +105,8 @@ pub struct Opts {
     pub max_pending_messages: u32,
     pub subscription_buffer: u32,
     pub subscription_buffer_bytes: u64,
+    pub ca_file: Option<CString>,
+    pub accept_invalid_certs: bool,
 }
 
 impl Opts {
@@ -137,6 +139,11 @@ impl Opts {
             max_depth: 0,
             subscription_buffer: self.subscription_buffer,
             subscription_buffer_bytes: self.subscription_buffer_bytes,
+            ca_file: self
+                .ca_file
+                .as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr()),
+            accept_invalid_certs: u32::from(self.accept_invalid_certs),
         }
     }
 }
