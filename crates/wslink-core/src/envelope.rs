@@ -166,17 +166,43 @@ impl Message {
         let mut fields = Fields::default();
         for (k, v) in entries {
             let Value::Str(key) = k else { continue };
-            match key.as_str() {
-                "id" => fields.id = Some(v),
-                "method" => fields.method = Some(v),
-                "args" => fields.args = Some(v),
-                "kwargs" => fields.kwargs = Some(v),
-                "result" => fields.result = Some(v),
-                "error" => fields.error = Some(v),
-                _ => {}
-            }
+            fields.set(&key, v);
         }
         fields.into_message()
+    }
+
+    /// Decodes a msgpack envelope: the same message, or the same error, as
+    /// [`msgpack::decode`](crate::msgpack::decode) followed by
+    /// [`Message::from_value`], without building what it would throw
+    /// away (the top-level map, its keys, the `wslink` version string).
+    /// Every small call and reply goes through here.
+    ///
+    /// ```
+    /// use wslink_core::envelope::Message;
+    /// use wslink_core::Value;
+    ///
+    /// let v = Value::map([
+    ///     ("wslink", Value::from("1.0")),
+    ///     ("id", Value::from("rpc:c1:1")),
+    ///     ("method", Value::from("math.add")),
+    ///     ("args", Value::Array(vec![1.into(), 2.into()])),
+    /// ]);
+    /// let bytes = wslink_core::msgpack::encode(&v).unwrap();
+    /// let message = Message::from_msgpack(&bytes, 64).unwrap();
+    /// assert_eq!(message, Message::from_value(v).unwrap());
+    /// ```
+    pub fn from_msgpack(
+        bytes: &bytes::Bytes,
+        max_depth: usize,
+    ) -> Result<Message, crate::codec::CodecError> {
+        let mut fields = Fields::default();
+        let top = crate::msgpack::decode_fields(bytes, max_depth, Fields::wants, |key, v| {
+            fields.set(key, v);
+        })?;
+        match top {
+            crate::msgpack::TopLevel::Map => Ok(fields.into_message()?),
+            crate::msgpack::TopLevel::Other(value) => Ok(Message::from_value(value)?),
+        }
     }
 
     /// The message as a value, fields in wslink's order.
@@ -232,6 +258,27 @@ struct Fields {
 }
 
 impl Fields {
+    /// Whether `key` is a field of the envelope (others are ignored).
+    fn wants(key: &str) -> bool {
+        matches!(
+            key,
+            "id" | "method" | "args" | "kwargs" | "result" | "error"
+        )
+    }
+
+    /// Sets a field; a key given twice keeps its last value.
+    fn set(&mut self, key: &str, v: Value) {
+        match key {
+            "id" => self.id = Some(v),
+            "method" => self.method = Some(v),
+            "args" => self.args = Some(v),
+            "kwargs" => self.kwargs = Some(v),
+            "result" => self.result = Some(v),
+            "error" => self.error = Some(v),
+            _ => {}
+        }
+    }
+
     fn into_message(self) -> Result<Message, EnvelopeError> {
         let id = match self.id {
             None | Some(Value::Nil) => None,
@@ -412,6 +459,103 @@ mod tests {
 
     fn parse(v: Value) -> Result<Message, EnvelopeError> {
         Message::from_value(v)
+    }
+
+    /// `from_msgpack` against the long way round, decode then
+    /// `from_value`: the same message or the same error text, for valid
+    /// envelopes, each of their truncations and byte changes, and at
+    /// depth limits that cut them.
+    #[test]
+    fn from_msgpack_agrees_with_decode_then_from_value() {
+        use crate::msgpack;
+        let blob = Value::Bin(bytes::Bytes::from_static(b"\x00\x01\xff"));
+        let samples = [
+            Value::map([
+                ("wslink", Value::from("1.0")),
+                ("id", Value::from("rpc:c1:7")),
+                ("method", Value::from("math.add")),
+                ("args", Value::Array(vec![1.into(), Value::from("two"), blob.clone()])),
+                ("kwargs", Value::map([("scale", Value::F64(2.5))])),
+            ]),
+            Value::map([
+                ("wslink", Value::from("1.0")),
+                ("id", Value::from("publish:frames:3")),
+                ("result", Value::map([("image", blob.clone()), ("w", 640.into())])),
+            ]),
+            Value::map([
+                ("id", Value::from("rpc:c1:8")),
+                (
+                    "error",
+                    Value::map([("code", Value::from(-32601)), ("message", Value::from("no"))]),
+                ),
+            ]),
+            Value::map([
+                ("wslink", Value::from("1.0")),
+                ("method", Value::from(ATTACHMENT_METHOD)),
+                ("args", Value::Array(vec![Value::from("wslink_bin0")])),
+            ]),
+            // Keys that are not strings, a key twice, an unknown key with a
+            // nested value, a long string (str16) key.
+            Value::Map(vec![
+                (Value::from(1), Value::from("x")),
+                (Value::from("id"), Value::from("first")),
+                (Value::from("extra"), Value::Array(vec![Value::map([("a", blob)])])),
+                (Value::from("id"), Value::from("rpc:c1:9")),
+                (Value::from("k".repeat(300)), Value::Nil),
+                (Value::from("result"), Value::Nil),
+            ]),
+            Value::Array(vec![Value::from("not a map")]),
+            Value::from("id"),
+        ];
+        let long_way = |b: &bytes::Bytes, depth: usize| {
+            msgpack::decode(b, depth)
+                .map_err(crate::codec::CodecError::from)
+                .and_then(|v| Message::from_value(v).map_err(Into::into))
+        };
+        let check = |b: &bytes::Bytes, depth: usize| {
+            let fast = Message::from_msgpack(b, depth);
+            let slow = long_way(b, depth);
+            match (&fast, &slow) {
+                (Ok(f), Ok(s)) => assert_eq!(f, s, "{b:x?}"),
+                (Err(f), Err(s)) => assert_eq!(f.to_string(), s.to_string(), "{b:x?}"),
+                _ => panic!("{b:x?} at depth {depth}: {fast:?} but {slow:?}"),
+            }
+            fast.is_ok()
+        };
+        // A small deterministic generator (xorshift) for the byte changes.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for sample in &samples {
+            let bytes = msgpack::encode(sample).unwrap();
+            for depth in [0, 1, 2, 3, msgpack::DEFAULT_MAX_DEPTH] {
+                check(&bytes, depth);
+            }
+            for cut in 0..bytes.len() {
+                check(&bytes.slice(..cut), msgpack::DEFAULT_MAX_DEPTH);
+            }
+            for _ in 0..2000 {
+                let mut changed = bytes.to_vec();
+                for _ in 0..=(next() % 3) {
+                    let at = (next() % changed.len() as u64) as usize;
+                    changed[at] = next() as u8;
+                }
+                if next() % 4 == 0 {
+                    changed.push(next() as u8);
+                }
+                if check(&bytes::Bytes::from(changed), msgpack::DEFAULT_MAX_DEPTH) {
+                    accepted += 1;
+                }
+            }
+        }
+        // The changes must not all be refused, or the agreement would be
+        // only on errors.
+        assert!(accepted > 1000, "{accepted}");
     }
 
     #[test]

@@ -86,6 +86,69 @@ pub fn decode(input: &Bytes, max_depth: usize) -> Result<Value, DecodeError> {
     Ok(value)
 }
 
+/// What [`decode_fields`] found at the top level.
+pub(crate) enum TopLevel {
+    /// A map, whose entries went to the visitor.
+    Map,
+    /// Anything else, decoded as a whole.
+    Other(Value),
+}
+
+/// Decodes `input` as [`decode`] does, with the same errors, but when it
+/// is a map hands each entry whose key is a string that `wanted` accepts
+/// to `visit` (in order, keys borrowed from the input) and builds nothing
+/// else: other entries are checked and dropped, strings without a copy.
+pub(crate) fn decode_fields(
+    input: &Bytes,
+    max_depth: usize,
+    wanted: impl Fn(&str) -> bool,
+    mut visit: impl FnMut(&str, Value),
+) -> Result<TopLevel, DecodeError> {
+    let mut reader = Reader {
+        input,
+        pos: 0,
+        max_depth,
+    };
+    let len = match input.first() {
+        Some(&marker @ 0x80..=0x8f) => {
+            reader.pos = 1;
+            (marker & 0x0f) as usize
+        }
+        Some(&marker @ (0xde | 0xdf)) => {
+            reader.pos = 1;
+            reader.len(if marker == 0xde { 2 } else { 4 })?
+        }
+        _ => return decode(input, max_depth).map(TopLevel::Other),
+    };
+    reader.check_depth(0)?;
+    for _ in 0..len {
+        match reader.str_in_place()? {
+            Some(key) => {
+                let key = &input[key];
+                // Valid UTF-8: str_in_place checked it.
+                let key = std::str::from_utf8(key).unwrap_or_default();
+                if wanted(key) {
+                    let value = reader.value(1)?;
+                    visit(key, value);
+                } else {
+                    reader.skip(1)?;
+                }
+            }
+            None => {
+                // A key that is not a string: checked, then its value.
+                reader.value(1)?;
+                reader.skip(1)?;
+            }
+        }
+    }
+    if reader.pos != input.len() {
+        return Err(DecodeError::TrailingBytes {
+            extra: input.len() - reader.pos,
+        });
+    }
+    Ok(TopLevel::Map)
+}
+
 /// Serializes `value` as msgpack (structs as maps, binary as `bin`) into a
 /// fresh buffer whose first `reserve` bytes are left zeroed for a header.
 pub fn encode_with_reserve<T: Serialize + ?Sized>(
@@ -377,6 +440,38 @@ impl Reader<'_> {
             2 => u16::from_be_bytes(self.be()?) as usize,
             _ => u32::from_be_bytes(self.be()?) as usize,
         })
+    }
+
+    /// If a string comes next, checks it and steps over it, returning
+    /// where its bytes are; anything else is left to be read.
+    fn str_in_place(&mut self) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
+        let len = match self.input.get(self.pos) {
+            Some(&marker @ 0xa0..=0xbf) => {
+                self.pos += 1;
+                (marker & 0x1f) as usize
+            }
+            Some(&marker @ 0xd9..=0xdb) => {
+                self.pos += 1;
+                self.len(1 << (marker - 0xd9))?
+            }
+            _ => return Ok(None),
+        };
+        // As `string` reports it: where the bytes start, after the length.
+        let start = self.pos;
+        let r = self.take(len)?;
+        match std::str::from_utf8(&self.input[r.clone()]) {
+            Ok(_) => Ok(Some(r)),
+            Err(_) => Err(DecodeError::InvalidUtf8 { offset: start }),
+        }
+    }
+
+    /// Checks the next value as [`value`](Self::value) would and steps
+    /// over it, copying no string.
+    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        if self.str_in_place()?.is_none() {
+            self.value(depth)?;
+        }
+        Ok(())
     }
 
     fn string(&mut self, len: usize) -> Result<Value, DecodeError> {

@@ -168,8 +168,7 @@ impl Decoder {
 
 /// Decodes one complete (already reassembled) msgpack message.
 pub fn decode_message(bytes: &Bytes, max_depth: usize) -> Result<Message, CodecError> {
-    let value = msgpack::decode(bytes, max_depth)?;
-    Ok(Message::from_value(value)?)
+    Message::from_msgpack(bytes, max_depth)
 }
 
 /// Encodes `message` into [`Frame`]s.
