@@ -754,7 +754,9 @@ fn wss_trusts_the_ca_file_it_is_given_and_nothing_else() {
         ca_file: Some(cstr(missing)),
         ..Opts::new(Generation::V2)
     };
-    let bad = Conn::open(&server.url, &opts).err().expect("a missing CA file");
+    let bad = Conn::open(&server.url, &opts)
+        .err()
+        .expect("a missing CA file");
     assert_eq!(bad.status, WSLINK_ERR_INVALID_ARGUMENT, "{bad:?}");
     assert!(bad.message.contains(missing), "{bad:?}");
 

@@ -474,19 +474,28 @@ mod tests {
                 ("wslink", Value::from("1.0")),
                 ("id", Value::from("rpc:c1:7")),
                 ("method", Value::from("math.add")),
-                ("args", Value::Array(vec![1.into(), Value::from("two"), blob.clone()])),
+                (
+                    "args",
+                    Value::Array(vec![1.into(), Value::from("two"), blob.clone()]),
+                ),
                 ("kwargs", Value::map([("scale", Value::F64(2.5))])),
             ]),
             Value::map([
                 ("wslink", Value::from("1.0")),
                 ("id", Value::from("publish:frames:3")),
-                ("result", Value::map([("image", blob.clone()), ("w", 640.into())])),
+                (
+                    "result",
+                    Value::map([("image", blob.clone()), ("w", 640.into())]),
+                ),
             ]),
             Value::map([
                 ("id", Value::from("rpc:c1:8")),
                 (
                     "error",
-                    Value::map([("code", Value::from(-32601)), ("message", Value::from("no"))]),
+                    Value::map([
+                        ("code", Value::from(-32601)),
+                        ("message", Value::from("no")),
+                    ]),
                 ),
             ]),
             Value::map([
@@ -499,7 +508,10 @@ mod tests {
             Value::Map(vec![
                 (Value::from(1), Value::from("x")),
                 (Value::from("id"), Value::from("first")),
-                (Value::from("extra"), Value::Array(vec![Value::map([("a", blob)])])),
+                (
+                    Value::from("extra"),
+                    Value::Array(vec![Value::map([("a", blob)])]),
+                ),
                 (Value::from("id"), Value::from("rpc:c1:9")),
                 (Value::from("k".repeat(300)), Value::Nil),
                 (Value::from("result"), Value::Nil),
