@@ -93,6 +93,12 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) client_id: String,
+    /// `rpc:{client_id}:`, what this client's call ids start with.
+    rpc_prefix: String,
+    /// Whether a reply's id can be matched by that prefix alone: the
+    /// client id is a valid name (the server's hello checked it), so an
+    /// id with the prefix parses as an rpc id of this client.
+    rpc_prefix_matches: bool,
     pub(crate) state: Mutex<State>,
     pub(crate) counters: Counters,
     /// Set by `Client::close`.
@@ -118,6 +124,8 @@ pub(crate) struct State {
 impl Shared {
     pub(crate) fn new(client_id: String) -> Arc<Self> {
         Arc::new(Shared {
+            rpc_prefix: format!("rpc:{client_id}:"),
+            rpc_prefix_matches: wslink_core::ids::is_valid_name(&client_id),
             client_id,
             state: Mutex::new(State::default()),
             counters: Counters::default(),
@@ -179,7 +187,54 @@ impl Shared {
         }
     }
 
+    /// The id of this client's call number `seq`: `rpc:{client_id}:{seq}`.
+    pub(crate) fn rpc_id(&self, seq: u64) -> String {
+        // Digits by hand: this runs for every call, and `format!` showed
+        // in its profile.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = seq;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut id = String::with_capacity(self.rpc_prefix.len() + digits.len() - at);
+        id.push_str(&self.rpc_prefix);
+        id.extend(digits[at..].iter().map(|&d| char::from(d)));
+        id
+    }
+
+    /// The sequence number of a reply to one of this client's calls, read
+    /// without parsing the id in general: the same answer as
+    /// `MessageId::from_str` for ids with this client's prefix, `None` for
+    /// every other id (left to the general parse).
+    fn own_call_seq(&self, id: &str) -> Option<u64> {
+        if !self.rpc_prefix_matches {
+            return None;
+        }
+        let seq = id.strip_prefix(self.rpc_prefix.as_str())?;
+        let canonical = seq == "0" || !seq.starts_with('0');
+        if seq.is_empty() || !canonical || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        seq.parse().ok()
+    }
+
     fn route(&self, id: String, reply: Result<Value, RpcError>) {
+        if let Some(seq) = self.own_call_seq(&id) {
+            let tx = lock(&self.state).pending.remove(&seq);
+            match tx {
+                Some(tx) => {
+                    let _ = tx.send(reply.map_err(ReplyError::Rpc));
+                }
+                None => self.unknown(&id),
+            }
+            return;
+        }
         let parsed = id.parse::<MessageId>().ok();
         match parsed {
             Some(mid) if mid.kind == IdKind::Rpc && mid.name == self.client_id => {
@@ -680,6 +735,40 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    #[test]
+    fn call_ids_are_made_and_read_back_as_the_general_parse_does() {
+        let shared = Shared::new("c1a2_x".into());
+        for seq in [0, 7, 10, 1234567890, u64::MAX] {
+            let id = shared.rpc_id(seq);
+            assert_eq!(id, format!("rpc:c1a2_x:{seq}"));
+            let general: MessageId = id.parse().unwrap();
+            assert_eq!(shared.own_call_seq(&id), Some(general.seq));
+        }
+        // Not this client's call (or not canonical): left to the general
+        // parse, which also refuses or routes them elsewhere.
+        for other in [
+            "rpc:c1a2_x:",
+            "rpc:c1a2_x:007",
+            "rpc:c1a2_x:+7",
+            "rpc:c1a2_x:7:8",
+            "rpc:c1a2_x:18446744073709551616",
+            "rpc:c1a2_xy:7",
+            "rpc:other:7",
+            "system:c1a2_x:7",
+            "publish:c1a2_x:7",
+        ] {
+            assert_eq!(shared.own_call_seq(other), None, "{other}");
+            let general = other.parse::<MessageId>().ok();
+            assert!(
+                general.is_none_or(|m| m.kind != IdKind::Rpc || m.name != "c1a2_x"),
+                "{other}"
+            );
+        }
+        // A client id that is not a valid name never matches by prefix.
+        let odd = Shared::new("a:b".into());
+        assert_eq!(odd.own_call_seq(&odd.rpc_id(3)), None);
+    }
 
     #[test]
     fn a_1x_message_is_never_cut_between_a_header_and_its_bytes() {

@@ -817,7 +817,7 @@ impl Client {
         let inner = &*self.inner;
         let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
         let request = wslink_core::Message::Request(Request {
-            id: format!("rpc:{}:{seq}", inner.shared.client_id),
+            id: inner.shared.rpc_id(seq),
             method: method.to_owned(),
             args,
             kwargs,
