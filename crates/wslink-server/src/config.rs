@@ -81,6 +81,17 @@ pub struct Limits {
     /// Open WebSocket connections, authenticated or not; the next upgrade
     /// request is answered HTTP 503.
     pub max_connections: usize,
+    /// Accepted sockets that are not WebSocket connections yet: TLS
+    /// handshakes, HTTP requests (static files) and upgrades under way.
+    /// Past it a new socket is closed as soon as it is accepted, so
+    /// clients that connect and send nothing cost a bounded amount of
+    /// memory whatever the file-descriptor limit.
+    pub max_pending_connections: usize,
+    /// How long an HTTP client has to send a request's headers, the first
+    /// request's and each next one's on a kept-alive connection; then the
+    /// socket is closed. (The TLS handshake has its own timeout, in
+    /// `TlsConfig`.)
+    pub http_header_timeout: Duration,
     /// How long [`Publisher::publish_wait`](crate::Publisher::publish_wait)
     /// waits on a client whose full queue makes no progress (nothing sent
     /// to it meanwhile) before the topic's policy applies: a client that
@@ -114,6 +125,8 @@ impl Default for Limits {
             max_auth_failures: 5,
             hello_deadline: Duration::from_secs(30),
             max_connections: 16_384,
+            max_pending_connections: 1024,
+            http_header_timeout: Duration::from_secs(30),
             publish_wait: Duration::from_secs(2),
             max_subscriptions: 1024,
             auth_throttle: AuthThrottle::default(),

@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     pub slow_clients_closed: AtomicU64,
     pub auth_failures: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub pending_refused: AtomicU64,
 }
 
 /// A copy of the server's counters at one moment.
@@ -74,6 +75,10 @@ pub struct MetricsSnapshot {
     pub auth_failures: u64,
     /// Connections closed for malformed input or a broken limit.
     pub protocol_errors: u64,
+    /// Sockets closed as soon as accepted because
+    /// [`Limits::max_pending_connections`](crate::Limits::max_pending_connections)
+    /// were not WebSocket connections yet.
+    pub pending_refused: u64,
 }
 
 impl Metrics {
@@ -92,6 +97,7 @@ impl Metrics {
             slow_clients_closed: self.slow_clients_closed.load(Relaxed),
             auth_failures: self.auth_failures.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            pending_refused: self.pending_refused.load(Relaxed),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::config::{Limits, ServerConfig};
 use crate::context::{CallContext, ConnectionInfo};
 use crate::handler::{BoxFuture, HandlerError, LinkProtocol, Methods};
 use crate::listeners::Listeners;
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::{inc, Metrics, MetricsSnapshot};
 use crate::outbound::Outbound;
 use crate::policy::{AllowedOrigins, Throttle, TrustedProxies};
 use crate::publisher::{Publisher, TopicPolicy};
@@ -153,6 +153,9 @@ pub(crate) struct Shared {
     pub topic_policies: RwLock<HashMap<String, TopicPolicy>>,
     pub metrics: Metrics,
     pub shutdown: watch::Sender<bool>,
+    /// Accepted sockets not yet WebSocket connections (see
+    /// `Limits::max_pending_connections`): a permit each.
+    pub pending: Arc<tokio::sync::Semaphore>,
     /// Open WebSocket connections (plain HTTP requests are not counted), for
     /// the idle timer and for shutdown to wait on.
     pub open: AtomicUsize,
@@ -889,6 +892,11 @@ impl ServerBuilder {
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(false);
         let limits_throttle = self.config.limits.auth_throttle;
+        let pending = self
+            .config
+            .limits
+            .max_pending_connections
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let server = Server {
             shared: Arc::new(Shared {
                 config: self.config,
@@ -903,6 +911,7 @@ impl ServerBuilder {
                 topic_policies: RwLock::new(self.policies),
                 metrics: Metrics::default(),
                 shutdown,
+                pending: Arc::new(tokio::sync::Semaphore::new(pending)),
                 open: AtomicUsize::new(0),
                 open_changed: Notify::new(),
                 throttle: Throttle::new(limits_throttle),
@@ -1339,9 +1348,18 @@ impl Listener {
                         }
                         Err(e) => return Err(ServerError::Accept(e)),
                     };
+                    // Held until the socket is a WebSocket connection
+                    // (counted by `max_connections` from then on) or closed.
+                    let Ok(permit) = shared.pending.clone().try_acquire_owned() else {
+                        inc(&shared.metrics.pending_refused);
+                        tracing::debug!(%peer, "too many connections not upgraded yet; closed");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let server = self.server.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         #[cfg(feature = "tls")]
                         if let Some(tls) = server.shared.tls.clone() {
                             // In this task, so a slow or silent client
@@ -1381,6 +1399,7 @@ async fn serve_http<IO>(server: Server, io: IO, peer: SocketAddr)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = server.shared.config.limits.http_header_timeout;
     let service = service_fn(move |req| {
         let server = server.clone();
         async move {
@@ -1388,6 +1407,9 @@ where
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        // hyper times headers only with a timer given.
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -698,6 +698,114 @@ async fn max_connections_holds_under_concurrent_upgrades() {
     assert_eq!(open.len(), 4, "exactly the limit gets through");
 }
 
+/// Whether the server closed this socket within `within` (EOF or reset on
+/// a read), having sent it nothing but perhaps an error status.
+async fn closed_by_server(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // An error status (408) before the close.
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn max_pending_connections() {
+    let url = serve(Limits {
+        max_pending_connections: 3,
+        http_header_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    })
+    .await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Three sockets that connect and say nothing hold every slot ...
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // ... so a fourth is closed at once, and so is a WebSocket client.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut fourth, Duration::from_secs(5)).await,
+        "a socket past max_pending_connections was kept"
+    );
+    assert!(tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .is_err());
+    // A WebSocket connection does not hold a slot once upgraded: with one
+    // silent socket gone, clients get in one after another.
+    drop(silent.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut open = Vec::new();
+    while open.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "upgraded clients still hold slots"
+        );
+        match tokio::time::timeout(Duration::from_secs(2), authed_or_none(&url)).await {
+            Ok(Some(peer)) => open.push(peer),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    drop(silent);
+}
+
+async fn authed_or_none(url: &str) -> Option<Peer> {
+    let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut peer = Peer::connect_from(url, Generation::V2, localhost)
+        .await
+        .ok()?;
+    result(peer.hello(SECRET).await);
+    Some(peer)
+}
+
+#[tokio::test]
+async fn http_header_timeout() {
+    let url = serve(Limits {
+        http_header_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Nothing sent, and half a request line: both closed after the timeout.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut partial, b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(closed_by_server(&mut silent, Duration::from_secs(5)).await);
+    assert!(closed_by_server(&mut partial, Duration::from_secs(5)).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    // A WebSocket client that upgraded is not timed by it.
+    let mut peer = authed(&url, Generation::V2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sum = peer
+        .call("conformance.add", vec![Value::from(1), Value::from(2)])
+        .await;
+    assert_eq!(result(sum), Value::from(3));
+}
+
 #[tokio::test]
 async fn defaults_at_their_boundaries() {
     let d = Limits::default();
@@ -715,6 +823,8 @@ async fn defaults_at_their_boundaries() {
     assert_eq!(d.max_auth_failures, 5);
     assert_eq!(d.hello_deadline, Duration::from_secs(30));
     assert_eq!(d.max_connections, 16_384);
+    assert_eq!(d.max_pending_connections, 1024);
+    assert_eq!(d.http_header_timeout, Duration::from_secs(30));
 
     let url = serve(Limits::default()).await;
     // Pre-hello: 512 bytes read, 513 refused.

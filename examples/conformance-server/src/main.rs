@@ -24,12 +24,13 @@ fn set_limit(limits: &mut Limits, setting: &str) -> Result<(), String> {
     let (name, value) = setting
         .split_once('=')
         .ok_or_else(|| format!("{setting:?}: expected NAME=VALUE"))?;
-    if name == "hello_deadline" {
-        let secs: f64 = value
-            .parse()
-            .map_err(|e| format!("hello_deadline={value}: {e}"))?;
-        limits.hello_deadline = Duration::try_from_secs_f64(secs)
-            .map_err(|e| format!("hello_deadline={value}: {e}"))?;
+    if name == "hello_deadline" || name == "http_header_timeout" {
+        let secs: f64 = value.parse().map_err(|e| format!("{name}={value}: {e}"))?;
+        let secs = Duration::try_from_secs_f64(secs).map_err(|e| format!("{name}={value}: {e}"))?;
+        match name {
+            "hello_deadline" => limits.hello_deadline = secs,
+            _ => limits.http_header_timeout = secs,
+        }
         return Ok(());
     }
     let n: usize = value.parse().map_err(|e| format!("{name}={value}: {e}"))?;
@@ -47,6 +48,7 @@ fn set_limit(limits: &mut Limits, setting: &str) -> Result<(), String> {
         "max_pre_auth_messages" => &mut limits.max_pre_auth_messages,
         "max_auth_failures" => &mut limits.max_auth_failures,
         "max_connections" => &mut limits.max_connections,
+        "max_pending_connections" => &mut limits.max_pending_connections,
         other => return Err(format!("unknown limit {other:?}")),
     };
     *field = n;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as Ws;
 use wslink_client::Client;
 use wslink_core::codec::v2;
@@ -30,6 +30,9 @@ pub struct Ctx {
     pub hello_deadline: Duration,
     /// The server's `max_connections`, as started by the runner.
     pub max_connections: usize,
+    /// Its `max_pending_connections` and `http_header_timeout`.
+    pub max_pending_connections: usize,
+    pub http_header_timeout: Duration,
 }
 
 /// One attack: its name, what it does, the server memory growth it may
@@ -97,6 +100,7 @@ attacks! {
     "before-hello.guessing-from-one-address" => guessing_from_one_address, 16.0, 60;
     "before-hello.silent-connections" => silent_connections, 24.0, 60;
     "connections.over-the-limit" => connection_limit, 48.0, 60;
+    "before-upgrade.silent-sockets" => silent_sockets, 24.0, 60;
     // Floods.
     "flood.100000-calls" => flood_calls, 48.0, 180;
     "flood.calls-never-read" => calls_never_read, 160.0, 90;
@@ -673,6 +677,77 @@ async fn silent_connections(ctx: &Ctx) -> Result<String, String> {
         "{N} connections that never spoke, each: {} (all within {:.1} s)",
         ending.unwrap(),
         took.as_secs_f64()
+    ))
+}
+
+/// Whether the server ends this socket (EOF or reset) within `within`.
+async fn ended_by_server(tcp: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // a 408 before the close
+        }
+    }
+}
+
+/// Sockets that connect and never send a request: twice the pending cap.
+/// Those past it are closed at once, the rest when the header timeout
+/// runs out; the healthy clients go on meanwhile.
+async fn silent_sockets(ctx: &Ctx) -> Result<String, String> {
+    let addr = ctx
+        .url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let n = ctx.max_pending_connections * 2;
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        sockets.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let ends: Vec<_> = sockets
+        .into_iter()
+        .map(|mut tcp| {
+            let within = ctx.http_header_timeout + Duration::from_secs(5);
+            tokio::spawn(async move {
+                let ended = ended_by_server(&mut tcp, within).await;
+                (ended, started.elapsed())
+            })
+        })
+        .collect();
+    let (mut at_once, mut timed_out, mut kept) = (0, 0, 0);
+    for end in ends {
+        match end.await.map_err(|e| e.to_string())? {
+            (false, _) => kept += 1,
+            (true, t) if t < ctx.http_header_timeout => at_once += 1,
+            (true, _) => timed_out += 1,
+        }
+    }
+    if kept > 0 {
+        return Err(format!(
+            "{kept} of {n} silent sockets still open {:?} after the header timeout",
+            Duration::from_secs(5)
+        ));
+    }
+    if at_once < n - ctx.max_pending_connections {
+        return Err(format!(
+            "only {at_once} of {n} silent sockets closed at once (cap {})",
+            ctx.max_pending_connections
+        ));
+    }
+    v2(ctx).await?;
+    Ok(format!(
+        "{n} silent sockets: {at_once} closed at once (cap {}), {timed_out} after the {:?} header timeout",
+        ctx.max_pending_connections, ctx.http_header_timeout
     ))
 }
 

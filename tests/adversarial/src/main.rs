@@ -50,6 +50,10 @@ use server::{mib, RssSampler, ServerProcess};
 const PEAK_BOUND_MIB: f64 = 256.0;
 const HELLO_DEADLINE: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: usize = 256;
+/// The server's `max_pending_connections` and `http_header_timeout`, low
+/// enough for the silent-socket attack to reach them quickly.
+const MAX_PENDING_CONNECTIONS: usize = 128;
+const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 const SHUTDOWN: &str = "shutdown.under-load";
 /// RSS the server may gain from the first round's end to the last's.
 const ROUND_GROWTH_BOUND_MIB: f64 = 16.0;
@@ -126,6 +130,10 @@ async fn run(args: &Args, selected: &dyn Fn(&str) -> bool) -> bool {
         format!("hello_deadline={}", HELLO_DEADLINE.as_secs_f64()),
         "--limit".to_string(),
         format!("max_connections={MAX_CONNECTIONS}"),
+        "--limit".to_string(),
+        format!("max_pending_connections={MAX_PENDING_CONNECTIONS}"),
+        "--limit".to_string(),
+        format!("http_header_timeout={}", HTTP_HEADER_TIMEOUT.as_secs_f64()),
         "--shutdown-grace".to_string(),
         "5".to_string(),
     ];
@@ -138,11 +146,12 @@ async fn run(args: &Args, selected: &dyn Fn(&str) -> bool) -> bool {
     };
     let rss = RssSampler::start(server.pid);
     println!(
-        "adversarial: server {} (pid {}) at {}: default limits except hello_deadline = {} s, max_connections = {MAX_CONNECTIONS}; shutdown grace 5 s",
+        "adversarial: server {} (pid {}) at {}: default limits except hello_deadline = {} s, max_connections = {MAX_CONNECTIONS}, max_pending_connections = {MAX_PENDING_CONNECTIONS}, http_header_timeout = {} s; shutdown grace 5 s",
         args.server.display(),
         server.pid,
         server.url,
         HELLO_DEADLINE.as_secs_f64(),
+        HTTP_HEADER_TIMEOUT.as_secs_f64(),
     );
     let healthy = match healthy::Healthy::start(&server.url).await {
         Ok(h) => h,
@@ -163,6 +172,8 @@ async fn run(args: &Args, selected: &dyn Fn(&str) -> bool) -> bool {
         rss: rss.clone(),
         hello_deadline: HELLO_DEADLINE,
         max_connections: MAX_CONNECTIONS,
+        max_pending_connections: MAX_PENDING_CONNECTIONS,
+        http_header_timeout: HTTP_HEADER_TIMEOUT,
     };
     let stats = healthy.stats.clone();
     let mut tried = 0;
