@@ -698,6 +698,12 @@ async fn max_connections_holds_under_concurrent_upgrades() {
     assert_eq!(open.len(), 4, "exactly the limit gets through");
 }
 
+/// HOST:PORT of a ws:// URL.
+fn host_port(url: &str) -> String {
+    let rest = url.trim_start_matches("ws://");
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
 /// Whether the server closed this socket within `within` (EOF or reset on
 /// a read), having sent it nothing but perhaps an error status.
 async fn closed_by_server(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
@@ -722,12 +728,7 @@ async fn max_pending_connections() {
         ..Limits::default()
     })
     .await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let addr = host_port(&url);
     // Three sockets that connect and say nothing hold every slot ...
     let mut silent = Vec::new();
     for _ in 0..3 {
@@ -777,12 +778,7 @@ async fn http_header_timeout() {
         ..Limits::default()
     })
     .await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let addr = host_port(&url);
     // Nothing sent, and half a request line: both closed after the timeout.
     let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
